@@ -1,0 +1,159 @@
+"""Port PyTorch VGGFace2 ResNet-50 weights into Flax variables.
+
+The published ``resnet50_ft_weight.pkl`` is a latin1 pickle of
+``{state-dict name: numpy array}``: OIHW convolution kernels, BatchNorm
+``weight``/``bias``/``running_mean``/``running_var`` and an 8631-way ``fc``.
+A fine-tuned model saved as a state dict of numpy arrays (same names, its
+own head size) ports the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from gestaltxai.models.resnet import Dense, ResNet50
+
+# Keys PyTorch writes that carry no value for inference.
+_IGNORED_SUFFIXES = ('.num_batches_tracked',)
+# DataParallel and torch.compile prefix every key.
+_WRAPPER_PREFIXES = ('module.', '_orig_mod.')
+_FEATURES = 2048
+_PORT_INPUT_SIZE = 224
+
+
+def _torch_name(collection: str, path: tuple[str, ...]) -> tuple[str, bool]:
+  """Maps a Flax variable path to its PyTorch state-dict name.
+
+  Returns the name and whether the array is a conv kernel (OIHW <-> HWIO).
+  """
+  *modules, leaf = path
+  if modules == ['fc']:
+    return f'fc.{"weight" if leaf == "kernel" else "bias"}', False
+  *blocks, conv = modules
+  prefix = ''.join(f'{b.replace("_", ".")}.' for b in blocks)
+  if conv == 'downsample':
+    conv_name, bn_name = f'{prefix}downsample.0', f'{prefix}downsample.1'
+  else:
+    conv_name, bn_name = prefix + conv, prefix + conv.replace('conv', 'bn')
+  if leaf == 'kernel':
+    return f'{conv_name}.weight', True
+  bn_leaf = {('params', 'scale'): 'weight', ('params', 'bias'): 'bias',
+             ('batch_stats', 'mean'): 'running_mean',
+             ('batch_stats', 'var'): 'running_var'}[(collection, leaf)]
+  return f'{bn_name}.{bn_leaf}', False
+
+
+def _strip_wrappers(name: str) -> str:
+  for prefix in _WRAPPER_PREFIXES:
+    if name.startswith(prefix):
+      name = name[len(prefix):]
+  return name
+
+
+def port_vggface2(weights: Mapping[str, Any], num_classes: Optional[int] = None,
+                  rng: Optional[jax.Array] = None) -> dict:
+  """PyTorch state dict of the VGGFace2 ResNet-50 -> Flax variables.
+
+  Args:
+    weights: {PyTorch name: array}; numpy arrays, or anything
+      ``np.asarray`` takes (CPU torch tensors too).
+    num_classes: head size of the model to build. ``None`` or the size of
+      ``fc.weight`` ports the head; any other size initialises a new head
+      from ``rng``, as fine-tuning on a new label set does.
+    rng: key for the new head (default ``PRNGKey(0)``).
+
+  Returns:
+    ``{'params': ..., 'batch_stats': ...}`` for ``ResNet50(num_classes)``,
+    float32.
+
+  Raises:
+    KeyError: a key the model does not have, or one it needs that is
+      missing; the message names the key.
+    ValueError: a shape that does not fit, naming the key and both shapes.
+  """
+  weights = {_strip_wrappers(k): v for k, v in weights.items()
+             if not k.endswith(_IGNORED_SUFFIXES)}
+  if 'fc.weight' not in weights:
+    raise KeyError("missing key 'fc.weight': not a VGGFace2 ResNet-50 state dict")
+  head = np.shape(weights['fc.weight'])[0]
+  num_classes = head if num_classes is None else num_classes
+  new_head = num_classes != head
+
+  model = ResNet50(num_classes)
+  shapes = jax.eval_shape(
+      model.init, jax.random.PRNGKey(0),
+      jnp.zeros((1, _PORT_INPUT_SIZE, _PORT_INPUT_SIZE, 3), jnp.float32))
+
+  ported, used = {}, set()
+  for collection, tree in shapes.items():
+    for path, spec in traverse_util.flatten_dict(tree).items():
+      name, is_kernel = _torch_name(collection, path)
+      if new_head and name.startswith('fc.'):
+        used.add(name)
+        continue
+      if name not in weights:
+        raise KeyError(f'missing key {name!r} (Flax {collection}/{"/".join(path)}, '
+                       f'expected shape {_torch_shape(spec.shape, is_kernel, name)})')
+      value = np.asarray(weights[name], dtype=np.float32)
+      if is_kernel and value.ndim == 4:
+        value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+      elif name == 'fc.weight' and value.ndim == 2:
+        value = value.T  # (out, in) -> (in, out)
+      if value.shape != spec.shape:
+        raise ValueError(
+            f'key {name!r}: checkpoint shape {np.shape(weights[name])}, model expects '
+            f'{_torch_shape(spec.shape, is_kernel, name)}')
+      ported[(collection, *path)] = jnp.asarray(value)
+      used.add(name)
+
+  unknown = sorted(set(weights) - used)
+  if unknown:
+    raise KeyError(f'unexpected key {unknown[0]!r} in state dict '
+                   f'({len(unknown)} unexpected in all: {unknown[:5]})')
+
+  variables = traverse_util.unflatten_dict(ported)
+  if new_head:
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    fc = Dense(num_classes).init(rng, jnp.zeros((1, _FEATURES), jnp.float32))
+    variables['params']['fc'] = fc['params']
+  return variables
+
+
+def _torch_shape(flax_shape, is_kernel, name):
+  if is_kernel and len(flax_shape) == 4:
+    h, w, i, o = flax_shape
+    return (o, i, h, w)
+  if name == 'fc.weight':
+    return tuple(reversed(flax_shape))
+  return tuple(flax_shape)
+
+
+def load_vggface2(path: str | os.PathLike, num_classes: Optional[int] = None,
+                  rng: Optional[jax.Array] = None) -> dict:
+  """``port_vggface2`` of a weights file.
+
+  ``path`` is the published ``resnet50_ft_weight.pkl`` (a latin1 pickle), or
+  a ``.npz`` of a state dict (for example a fine-tuned model).
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no weights file at {path}')
+  if path.endswith('.npz'):
+    with np.load(path) as archive:
+      weights = dict(archive)
+  else:
+    with open(path, 'rb') as f:
+      try:
+        weights = pickle.load(f, encoding='latin1')
+      except Exception as err:  # pickle raises many types for a bad file
+        raise ValueError(f'{path}: not a readable latin1 pickle ({err})') from err
+    if not isinstance(weights, Mapping):
+      raise ValueError(f'{path}: expected a dict of arrays, got {type(weights).__name__}')
+  return port_vggface2(weights, num_classes, rng)

@@ -1,0 +1,67 @@
+"""Backward rules: how a saliency method lets relevance flow through each layer.
+
+Every rule-based method (guided backprop, DeconvNet, LRP composites,
+excitation backprop, DeepLIFT) keeps the network's forward values and changes
+only what its backward pass computes. The model takes a :class:`Rules` value
+as a field and routes each of its operations through it, so a method swaps
+rules with ``model.clone(rules=...)``: no hooks, no global state.
+
+A linear rule is called as ``rule(apply_fn, x, kernel, bias)`` where
+``apply_fn(x, kernel)`` is linear in both arguments (a convolution or a
+matrix product) and ``bias`` is ``None`` or broadcastable to the output. Its
+forward value must be ``apply_fn(x, kernel) + bias``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+LinearRule = Callable[[Callable[[Array, Array], Array], Array, Array, Optional[Array]], Array]
+
+
+def plain_linear(apply_fn, x, kernel, bias):
+  """The ordinary linear layer: its backward pass is the true gradient."""
+  y = apply_fn(x, kernel)
+  return y if bias is None else y + bias
+
+
+def plain_pool(pool_fn, x):
+  """An ordinary linear pooling: its backward pass is the true gradient."""
+  return pool_fn(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+  """The backward rule of each kind of layer; defaults give the true gradient.
+
+  Attributes:
+    activation: elementwise non-linearity, ``x -> y`` (ReLU by default).
+    conv: rule of every convolution except the first.
+    dense: rule of every dense layer.
+    first: rule of the layer that sees the input (``None``: as ``conv``);
+      zennit's "special first layer" composites put Flat or ZBox here.
+    residual_sum: ``(a, b) -> a + b`` at the end of a residual block.
+    average_pool: rule of the linear average pool, ``(pool_fn, x) -> y``.
+    fold_batchnorm: merge eval-mode BatchNorm into the convolution before
+      it, so the linear rule sees one affine layer (zennit's canonizers).
+  """
+
+  activation: Callable[[Array], Array] = jax.nn.relu
+  conv: LinearRule = plain_linear
+  dense: LinearRule = plain_linear
+  first: Optional[LinearRule] = None
+  residual_sum: Callable[[Array, Array], Array] = jnp.add
+  average_pool: Callable = plain_pool
+  fold_batchnorm: bool = False
+
+  @property
+  def first_layer(self) -> LinearRule:
+    return self.conv if self.first is None else self.first
+
+
+GRADIENT = Rules()
