@@ -53,8 +53,8 @@ def bottleneck(x, sd, p, stride, downsample):
   return relu(out + x)
 
 
-def forward(sd, x_nchw, stage_sizes=(3, 4, 6, 3), global_pool=False):
-  """Logits of the VGGFace2 ResNet for a float64 NCHW batch."""
+def forward(sd, x_nchw, stage_sizes=(3, 4, 6, 3), global_pool=False, stop='logits'):
+  """Logits (or, with stop='layer4', layer4 activations) for a float64 NCHW batch."""
   sd = {k: np.asarray(v, np.float64) for k, v in sd.items()}
   x = relu(batchnorm(conv2d(x_nchw, sd['conv1.weight'], 2, 3), sd, 'bn1'))
   x = maxpool_ceil(x)
@@ -62,6 +62,8 @@ def forward(sd, x_nchw, stage_sizes=(3, 4, 6, 3), global_pool=False):
     for j in range(size):
       stride = 2 if (i > 0 and j == 0) else 1
       x = bottleneck(x, sd, f'layer{i + 1}.{j}', stride, j == 0)
+  if stop == 'layer4':
+    return x
   if global_pool:
     x = x.mean(axis=(2, 3))
   else:  # AvgPool2d(7, stride=1) on a 7x7 map, then view(B, -1)

@@ -175,7 +175,7 @@ class ResNet(nn.Module):
     width: channels of the stem (64); stage i has ``width * 2**i`` planes.
     pool_window: the head's average-pool window (VGGFace2: 7, which needs
       a 7x7 layer4, i.e. a 224x224 input); ``None`` averages globally.
-    dtype: compute dtype (parameters stay float32; logits are float32).
+    dtype: compute dtype (parameters stay float32; logits are at least float32).
     rules: backward rules of every layer (the true gradient by default).
   """
 
@@ -245,7 +245,7 @@ class ResNet(nn.Module):
         'stem': self._stem,
         **{f'layer{i + 1}': run_stage(i) for i in range(len(self.stage_sizes))},
         'pool': self._pool,
-        'logits': lambda h, train: self.fc(h).astype(jnp.float32),
+        'logits': lambda h, train: self.fc(h).astype(jnp.promote_types(self.dtype, jnp.float32)),
     }
     for name in stages[first + 1:last + 1]:
       x = stage_fns[name](x, train)

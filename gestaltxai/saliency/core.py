@@ -42,16 +42,17 @@ def target_score(model, variables, target: Array, start: str = 'input') -> Calla
 
 
 def input_gradient(model, variables, x: Array, target: Array) -> Array:
-  """d logit[target] / d x, (B, H, W, 3) float32: one forward, one backward."""
-  return jax.grad(target_score(model, variables, target))(x).astype(jnp.float32)
+  """d logit[target] / d x, (B, H, W, 3) in x's dtype: one forward, one backward."""
+  return jax.grad(target_score(model, variables, target))(x)
 
 
 def layer_activations_and_gradients(model, variables, x: Array, target: Array,
                                     layer: str) -> tuple[Array, Array]:
-  """Activations A at ``layer`` and d logit[target] / d A, both (B, h, w, C) float32."""
+  """Activations A at ``layer`` and d logit[target] / d A, both (B, h, w, C), at least float32."""
   activations = model.apply(variables, x, stop=layer)
   gradients = jax.grad(target_score(model, variables, target, start=layer))(activations)
-  return activations.astype(jnp.float32), gradients.astype(jnp.float32)
+  dtype = jnp.promote_types(activations.dtype, jnp.float32)
+  return activations.astype(dtype), gradients.astype(dtype)
 
 
 def chunk_size(num_items: int, batch: int, max_batch: int) -> int:
