@@ -25,3 +25,39 @@ class Quadratic(nn.Module):
   def __call__(self, x, start='input', stop='logits'):
     w = self.param('w', nn.initializers.normal(1.0), (self.num_classes, *x.shape[1:]))
     return jnp.einsum('bhwc,khwc->bk', jnp.square(x), w)
+
+
+class TwoLayer(nn.Module):
+  """Dense -> ReLU -> Dense on flattened images, from the project's rule-aware layers."""
+
+  hidden: int = 7
+  num_classes: int = 3
+  rules: object = None
+
+  @nn.compact
+  def __call__(self, x, start='input', stop='logits'):
+    from gestaltxai.models import GRADIENT
+    from gestaltxai.models.resnet import Dense
+    rules = self.rules or GRADIENT
+    h = Dense(self.hidden, rules=rules, name='dense1')(x.reshape(x.shape[0], -1))
+    return Dense(self.num_classes, rules=rules, name='dense2')(rules.activation(h))
+
+
+class ConvNoPool(nn.Module):
+  """ConvBN -> ReLU -> ConvBN (stride 2) -> ReLU -> mean -> Dense: no max pool."""
+
+  num_classes: int = 4
+  rules: object = None
+  perturb_outputs: bool = False
+
+  @nn.compact
+  def __call__(self, x, start='input', stop='logits'):
+    from gestaltxai.models import GRADIENT
+    from gestaltxai.models.resnet import ConvBN, Dense
+    rules = self.rules or GRADIENT
+    h = rules.activation(ConvBN(6, 3, 1, 1, is_first=True, rules=rules, perturb_outputs=self.perturb_outputs,
+                                  name='conv1')(x))
+    h = rules.activation(ConvBN(8, 3, 2, 1, rules=rules, perturb_outputs=self.perturb_outputs,
+                                  name='conv2')(h))
+    h = rules.average_pool(lambda a: a.mean(axis=(1, 2)), h)
+    return Dense(self.num_classes, rules=rules, name='fc')(h)

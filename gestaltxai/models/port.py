@@ -92,8 +92,8 @@ def port_vggface2(weights: Mapping[str, Any], num_classes: Optional[int] = None,
       jnp.zeros((1, _PORT_INPUT_SIZE, _PORT_INPUT_SIZE, 3), jnp.float32))
 
   ported, used = {}, set()
-  for collection, tree in shapes.items():
-    for path, spec in traverse_util.flatten_dict(tree).items():
+  for collection in ('params', 'batch_stats'):  # not 'perturbations': no weights
+    for path, spec in traverse_util.flatten_dict(shapes[collection]).items():
       name, is_kernel = _torch_name(collection, path)
       if new_head and name.startswith('fc.'):
         used.add(name)

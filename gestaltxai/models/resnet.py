@@ -77,6 +77,9 @@ class ConvBN(nn.Module):
 
   Parameters: ``kernel`` (kh, kw, in, out) float32, BatchNorm ``scale`` and
   ``bias`` (out,); ``batch_stats``: running ``mean`` and ``var`` (out,).
+  With ``perturb_outputs`` the output passes through ``perturb('output')``,
+  so a zero ``perturbations`` collection given to ``apply`` exposes its
+  gradient.
   """
 
   features: int
@@ -86,6 +89,7 @@ class ConvBN(nn.Module):
   is_first: bool = False
   rules: Rules = GRADIENT
   dtype: Any = jnp.float32
+  perturb_outputs: bool = False
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -120,11 +124,16 @@ class ConvBN(nn.Module):
       mean, var = running_mean.value, running_var.value
     gain = scale * lax.rsqrt(var + BATCHNORM_EPS)
     shift = bias - mean * gain
-    if self.rules.fold_batchnorm and not train:
-      return rule(conv, x, kernel * gain, shift.astype(self.dtype))
-    if not train:
-      y = rule(conv, x, kernel, None)
-    return y * gain.astype(self.dtype) + shift.astype(self.dtype)
+    if train:
+      out = y * gain.astype(self.dtype) + shift.astype(self.dtype)
+    elif self.rules.fold_batchnorm:
+      out = rule(conv, x, kernel * gain, shift.astype(self.dtype))
+    else:
+      out = self.rules.batchnorm(rule(conv, x, kernel, None), gain.astype(self.dtype),
+                                 shift.astype(self.dtype))
+    # The gradient of a zero perturbation is the gradient at this output
+    # (FullGrad's bias terms); off by default so init stores no batch-shaped zeros.
+    return self.perturb('output', out) if self.perturb_outputs else out
 
 
 class Dense(nn.Module):
@@ -152,11 +161,12 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   rules: Rules = GRADIENT
   dtype: Any = jnp.float32
+  perturb_outputs: bool = False
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     act = self.rules.activation
-    kw = dict(rules=self.rules, dtype=self.dtype)
+    kw = dict(rules=self.rules, dtype=self.dtype, perturb_outputs=self.perturb_outputs)
     out_features = self.planes * BOTTLENECK_EXPANSION
     y = act(ConvBN(self.planes, 1, self.stride, 0, name='conv1', **kw)(x, train))
     y = act(ConvBN(self.planes, 3, 1, 1, name='conv2', **kw)(y, train))
@@ -177,6 +187,8 @@ class ResNet(nn.Module):
       a 7x7 layer4, i.e. a 224x224 input); ``None`` averages globally.
     dtype: compute dtype (parameters stay float32; logits are at least float32).
     rules: backward rules of every layer (the true gradient by default).
+    perturb_outputs: give every conv+BatchNorm output a 'perturbations'
+      variable, whose gradient is the gradient at that output.
   """
 
   num_classes: int
@@ -185,9 +197,10 @@ class ResNet(nn.Module):
   pool_window: Optional[int] = VGGFACE2_POOL_WINDOW
   dtype: Any = jnp.float32
   rules: Rules = GRADIENT
+  perturb_outputs: bool = False
 
   def setup(self):
-    kw = dict(rules=self.rules, dtype=self.dtype)
+    kw = dict(rules=self.rules, dtype=self.dtype, perturb_outputs=self.perturb_outputs)
     self.conv1 = ConvBN(self.width, 7, 2, 3, is_first=True, **kw)
     # Blocks are attributes named as PyTorch numbers them ('layer1_0' for
     # 'layer1.0'), which keeps the parameter tree readable and the port simple.
@@ -196,11 +209,11 @@ class ResNet(nn.Module):
         stride = 2 if (i > 0 and j == 0) else 1
         setattr(self, f'layer{i + 1}_{j}',
                 Bottleneck(self.width * 2**i, stride, downsample=(j == 0), **kw))
-    self.fc = Dense(self.num_classes, **kw)
+    self.fc = Dense(self.num_classes, rules=self.rules, dtype=self.dtype)
 
   def _stem(self, x, train):
     x = self.rules.activation(self.conv1(x, train))
-    return max_pool_ceil(x, window=3, stride=2)
+    return self.rules.max_pool(lambda h: max_pool_ceil(h, window=3, stride=2), x)
 
   def _pool(self, x, train):
     del train

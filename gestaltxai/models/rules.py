@@ -31,8 +31,13 @@ def plain_linear(apply_fn, x, kernel, bias):
 
 
 def plain_pool(pool_fn, x):
-  """An ordinary linear pooling: its backward pass is the true gradient."""
+  """An ordinary pooling: its backward pass is the true gradient."""
   return pool_fn(x)
+
+
+def plain_batchnorm(y, gain, shift):
+  """Eval-mode BatchNorm as the affine map it is: the true gradient."""
+  return y * gain + shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Rules:
       zennit's "special first layer" composites put Flat or ZBox here.
     residual_sum: ``(a, b) -> a + b`` at the end of a residual block.
     average_pool: rule of the linear average pool, ``(pool_fn, x) -> y``.
+    max_pool: rule of the max pool, ``(pool_fn, x) -> y``.
+    batchnorm: rule of an eval-mode BatchNorm that is not folded,
+      ``(y, gain, shift) -> y * gain + shift``.
     fold_batchnorm: merge eval-mode BatchNorm into the convolution before
       it, so the linear rule sees one affine layer (zennit's canonizers).
   """
@@ -57,6 +65,8 @@ class Rules:
   first: Optional[LinearRule] = None
   residual_sum: Callable[[Array, Array], Array] = jnp.add
   average_pool: Callable = plain_pool
+  max_pool: Callable = plain_pool
+  batchnorm: Callable[[Array, Array, Array], Array] = plain_batchnorm
   fold_batchnorm: bool = False
 
   @property

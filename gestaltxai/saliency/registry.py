@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency import cam, gradients, noise, perturbation
+from gestaltxai.saliency import (cam, full_gradient, gradients, lrp, noise, perturbation,
+                                 propagation, rescale)
 
 Array = jax.Array
 # (options, image height, image width) -> (forward passes, backward passes) per image.
@@ -48,27 +49,28 @@ class Method:
     name: canonical snake_case name.
     fn: ``fn(model, variables, x, target, *, key, **options) -> attribution``.
     space: 'input' (attribution (B, H, W, 3)) or 'layer' (upsampled (B, H, W)).
-    cost: forward and backward passes per image for given options.
-    reference_name: the name the reference pipeline (zennit/Captum) uses.
+    cost: forward and backward passes per image for given options (a rule
+      method's backward re-runs its linear maps with modified weights).
+    reference_names: the names the reference pipeline and Captum/zennit use.
   """
 
   name: str
   fn: Callable[..., Array]
   space: str
   cost: CostFn
-  reference_name: Optional[str] = None
+  reference_names: tuple[str, ...] = ()
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, fn, space: str, cost: CostFn, reference_name: Optional[str] = None):
-  """Adds a method to :data:`METHODS` (and its reference name to :data:`ALIASES`)."""
+def register(name: str, fn, space: str, cost: CostFn, *reference_names: str) -> Method:
+  """Adds a method to :data:`METHODS`, reachable by its reference names too."""
   if name in METHODS:
     raise ValueError(f'method {name!r} is registered already')
   if space not in ('input', 'layer'):
     raise ValueError(f"space must be 'input' or 'layer', got {space!r}")
-  METHODS[name] = Method(name, fn, space, cost, reference_name)
+  METHODS[name] = Method(name, fn, space, cost, tuple(reference_names))
   return METHODS[name]
 
 
@@ -85,11 +87,31 @@ register('grad_cam', cam.grad_cam, 'layer', _fixed_cost(1, 1), 'LayerGradCam')
 register('grad_cam_plus_plus', cam.grad_cam_plus_plus, 'layer', _fixed_cost(1, 1),
          'GradCAMPlusPlus')
 register('hires_cam', cam.hires_cam, 'layer', _fixed_cost(1, 1), 'HiResCAM')
+register('guided_backprop', propagation.guided_backprop, 'input', _fixed_cost(1, 1),
+         'GuidedBackprop')
+register('deconvnet', propagation.deconvnet, 'input', _fixed_cost(1, 1), 'DeconvNet',
+         'Deconvolution')
+register('guided_grad_cam', propagation.guided_grad_cam, 'input', _fixed_cost(2, 2),
+         'GuidedGradCam')
+register('excitation_backprop', lrp.excitation_backprop, 'input', _fixed_cost(1, 1),
+         'ExcitationBackprop')
+register('lrp_epsilon_plus', lrp.lrp_epsilon_plus, 'input', _fixed_cost(1, 1), 'LRP-EpsilonPlus')
+register('lrp_epsilon_plus_flat', lrp.lrp_epsilon_plus_flat, 'input', _fixed_cost(1, 1),
+         'LRP-EpsilonPlusFlat')
+register('lrp_epsilon_alpha2_beta1', lrp.lrp_epsilon_alpha2_beta1, 'input', _fixed_cost(1, 1),
+         'LRP-EpsilonAlpha2Beta1')
+register('lrp_epsilon_alpha2_beta1_flat', lrp.lrp_epsilon_alpha2_beta1_flat, 'input',
+         _fixed_cost(1, 1), 'LRP-EpsilonAlpha2Beta1Flat')
+register('deeplift', rescale.deeplift, 'input', _fixed_cost(2, 2), 'DeepLIFT', 'DEEPLIFT',
+         'DeepLift')
+register('layer_deeplift', rescale.layer_deeplift, 'layer', _fixed_cost(2, 2), 'LayerDeepLIFT',
+         'LayerDeepLift')
+register('fullgrad', full_gradient.fullgrad, 'layer', _fixed_cost(1, 1), 'FullGrad')
 
 
 def aliases() -> dict[str, str]:
   """Reference (zennit/Captum) names -> canonical names."""
-  return {m.reference_name: name for name, m in METHODS.items() if m.reference_name}
+  return {alias: name for name, m in METHODS.items() for alias in m.reference_names}
 
 
 def get_method(name: str) -> Method:

@@ -1,0 +1,256 @@
+"""Layer-wise relevance propagation: zennit 1.0's rules and composites in JAX.
+
+A rule is a ``jax.custom_vjp`` whose forward value is the layer's own and
+whose backward maps the relevance R arriving at the layer's output to the
+relevance at its input; the cotangent that flows is relevance, as in
+zennit's hooks. The explained output starts with R = 1 at the target class
+(the reference's one-hot ``attr_output``), so the input relevance sums to
+about 1, less what biases and stabilisers absorb.
+
+Composites (zennit ``EpsilonPlus``, ``EpsilonPlusFlat``,
+``EpsilonAlpha2Beta1``, ``EpsilonAlpha2Beta1Flat``, ``ExcitationBackprop``)
+are :class:`~gestaltxai.models.rules.Rules` values. With ``canonize=True``
+(zennit's ``ResNetCanonizer``) each BatchNorm is folded into the convolution
+before it and each residual sum gets the Norm rule: relevance splits between
+the branches in proportion to their contributions. Without it BatchNorm
+passes relevance unchanged (LRP composites) or by its gradient (excitation
+backprop), and the residual sum by its gradient.
+
+Rules of the base layer map: ReLU Pass (relevance passes unchanged), average
+pool Norm, max pool the gradient. Convolutions get ZPlus or AlphaBeta(2, 1),
+dense layers Epsilon; the Flat variants give the first layer (the stem
+convolution) the Flat rule.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from gestaltxai.models.rules import Rules, plain_batchnorm
+from gestaltxai.saliency.core import input_gradient
+
+#: zennit's defaults for epsilon and for every rule's stabiliser.
+DEFAULT_EPSILON = 1e-6
+DEFAULT_STABILIZER = 1e-6
+
+
+def stabilize(z, epsilon):
+  """z + epsilon * sign(z), zero counting as positive (zennit ``stabilize``)."""
+  return z + jnp.where(z >= 0, epsilon, -epsilon).astype(z.dtype)
+
+
+def _input_vjp(apply_fn, kernel, cotangent, like):
+  """J^T c of the linear map x -> apply_fn(x, kernel), at any x (it is linear)."""
+  return jax.vjp(lambda h: apply_fn(h, kernel), like)[1](cotangent)[0]
+
+
+def _bias(bias, clip):
+  return 0.0 if bias is None else clip(bias)
+
+
+def linear_rule(relevance_fn):
+  """A linear-layer rule from ``relevance_fn(apply_fn, x, kernel, bias, R) -> R_in``."""
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+  def rule(apply_fn, x, kernel, bias):
+    y = apply_fn(x, kernel)
+    return y if bias is None else y + bias
+
+  def forward(apply_fn, x, kernel, bias):
+    return rule(apply_fn, x, kernel, bias), (x, kernel, bias)
+
+  def backward(apply_fn, residuals, relevance):
+    x, kernel, bias = residuals
+    relevance_in = relevance_fn(apply_fn, x, kernel, bias, relevance)
+    return (relevance_in.astype(x.dtype), jnp.zeros_like(kernel),
+            None if bias is None else jnp.zeros_like(bias))
+
+  rule.defvjp(forward, backward)
+  return rule
+
+
+@functools.lru_cache(maxsize=None)
+def epsilon_rule(epsilon: float = DEFAULT_EPSILON):
+  """LRP-epsilon: R_in = x * W^T (R / stab(W x + b))."""
+
+  def relevance(apply_fn, x, kernel, bias, r):
+    z = apply_fn(x, kernel) + _bias(bias, lambda b: b)
+    return x * _input_vjp(apply_fn, kernel, r / stabilize(z, epsilon), x)
+
+  return linear_rule(relevance)
+
+
+@functools.lru_cache(maxsize=None)
+def zplus_rule(stabilizer: float = DEFAULT_STABILIZER):
+  """LRP-z+ (zennit ``ZPlus``, negative inputs allowed).
+
+  z = W+ x+ + b+ + W- x-; R_in = x+ * W+^T (R / stab(z)) + x- * W-^T (R / stab(z)).
+  """
+
+  def relevance(apply_fn, x, kernel, bias, r):
+    xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
+    kp, kn = jnp.maximum(kernel, 0), jnp.minimum(kernel, 0)
+    z = apply_fn(xp, kp) + apply_fn(xn, kn) + _bias(bias, lambda b: jnp.maximum(b, 0))
+    c = r / stabilize(z, stabilizer)
+    return xp * _input_vjp(apply_fn, kp, c, x) + xn * _input_vjp(apply_fn, kn, c, x)
+
+  return linear_rule(relevance)
+
+
+@functools.lru_cache(maxsize=None)
+def alpha_beta_rule(alpha: float = 2.0, beta: float = 1.0,
+                    stabilizer: float = DEFAULT_STABILIZER):
+  """LRP-alpha-beta (zennit ``AlphaBeta``): positive and negative contributions apart.
+
+  Positive part z+ = W+ x+ + W- x- + b+, negative z- = W- x+ + W+ x- + b-;
+  R_in = alpha * (its share of z+) - beta * (its share of z-).
+  """
+  if alpha - beta != 1 or alpha < 0 or beta < 0:
+    raise ValueError(f'alpha - beta must be 1 with both non-negative; got {alpha}, {beta}')
+
+  def relevance(apply_fn, x, kernel, bias, r):
+    xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
+    kp, kn = jnp.maximum(kernel, 0), jnp.minimum(kernel, 0)
+    positive = apply_fn(xp, kp) + apply_fn(xn, kn) + _bias(bias, lambda b: jnp.maximum(b, 0))
+    negative = apply_fn(xp, kn) + apply_fn(xn, kp) + _bias(bias, lambda b: jnp.minimum(b, 0))
+    cp = r / stabilize(positive, stabilizer)
+    cn = r / stabilize(negative, stabilizer)
+    share_pos = xp * _input_vjp(apply_fn, kp, cp, x) + xn * _input_vjp(apply_fn, kn, cp, x)
+    share_neg = xp * _input_vjp(apply_fn, kn, cn, x) + xn * _input_vjp(apply_fn, kp, cn, x)
+    return alpha * share_pos - beta * share_neg
+
+  return linear_rule(relevance)
+
+
+@functools.lru_cache(maxsize=None)
+def flat_rule(stabilizer: float = DEFAULT_STABILIZER):
+  """LRP-flat: relevance spread evenly over each output's receptive field.
+
+  Inputs and weights become ones, the bias zero: R_in = 1^T (R / stab(1^T 1)).
+  """
+
+  def relevance(apply_fn, x, kernel, bias, r):
+    ones_kernel = jnp.ones_like(kernel)
+    z = apply_fn(jnp.ones_like(x), ones_kernel)
+    return _input_vjp(apply_fn, ones_kernel, r / stabilize(z, stabilizer), x)
+
+  return linear_rule(relevance)
+
+
+@jax.custom_vjp
+def pass_relu(x):
+  """ReLU whose backward passes relevance unchanged (zennit ``Pass``)."""
+  return jax.nn.relu(x)
+
+
+pass_relu.defvjp(lambda x: (jax.nn.relu(x), None), lambda _, r: (r,))
+
+
+@jax.custom_vjp
+def pass_batchnorm(y, gain, shift):
+  """Eval BatchNorm whose backward passes relevance unchanged (zennit ``Pass``)."""
+  return plain_batchnorm(y, gain, shift)
+
+
+pass_batchnorm.defvjp(lambda y, g, s: (plain_batchnorm(y, g, s), (g, s)),
+                      lambda res, r: (r, jnp.zeros_like(res[0]), jnp.zeros_like(res[1])))
+
+
+@functools.lru_cache(maxsize=None)
+def norm_sum_rule(stabilizer: float = DEFAULT_STABILIZER):
+  """Residual sum a + b with the Norm rule: R_a = a R / stab(a + b), likewise R_b."""
+
+  @jax.custom_vjp
+  def norm_sum(a, b):
+    return a + b
+
+  def backward(residuals, r):
+    a, b = residuals
+    c = r / stabilize(a + b, stabilizer)
+    return a * c, b * c
+
+  norm_sum.defvjp(lambda a, b: (a + b, (a, b)), backward)
+  return norm_sum
+
+
+@functools.lru_cache(maxsize=None)
+def norm_pool_rule(stabilizer: float = DEFAULT_STABILIZER):
+  """A linear pool with the Norm rule: R_in = x * P^T (R / stab(P x))."""
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+  def norm_pool(pool_fn, x):
+    return pool_fn(x)
+
+  def backward(pool_fn, x, r):
+    c = r / stabilize(pool_fn(x), stabilizer)
+    return (x * jax.vjp(pool_fn, x)[1](c)[0],)
+
+  norm_pool.defvjp(lambda pool_fn, x: (pool_fn(x), x), backward)
+  return norm_pool
+
+
+@functools.lru_cache(maxsize=None)
+def lrp_composite(conv: str, flat_first: bool, canonize: bool = True,
+                  epsilon: float = DEFAULT_EPSILON,
+                  stabilizer: float = DEFAULT_STABILIZER) -> Rules:
+  """zennit's Epsilon{Plus, Alpha2Beta1}[Flat] composite as :class:`Rules`.
+
+  Args:
+    conv: 'zplus' or 'alpha2_beta1', the rule of convolutions.
+    flat_first: the Flat rule for the first layer.
+    canonize: fold BatchNorm and Norm-split residual sums (ResNet canonizer).
+  """
+  conv_rules = {'zplus': lambda: zplus_rule(stabilizer),
+                'alpha2_beta1': lambda: alpha_beta_rule(2.0, 1.0, stabilizer)}
+  return Rules(
+      activation=pass_relu,
+      conv=conv_rules[conv](),
+      dense=epsilon_rule(epsilon),
+      first=flat_rule(stabilizer) if flat_first else None,
+      residual_sum=norm_sum_rule(stabilizer) if canonize else jnp.add,
+      average_pool=norm_pool_rule(stabilizer),
+      batchnorm=pass_batchnorm,
+      fold_batchnorm=canonize)
+
+
+@functools.lru_cache(maxsize=None)
+def excitation_backprop_rules(canonize: bool = True,
+                              stabilizer: float = DEFAULT_STABILIZER) -> Rules:
+  """zennit's ``ExcitationBackprop``: ZPlus on every linear layer, Norm on sums and
+  average pools; ReLU and (unfolded) BatchNorm keep their gradients."""
+  return Rules(
+      conv=zplus_rule(stabilizer),
+      dense=zplus_rule(stabilizer),
+      residual_sum=norm_sum_rule(stabilizer) if canonize else jnp.add,
+      average_pool=norm_pool_rule(stabilizer),
+      fold_batchnorm=canonize)
+
+
+def _composite_method(name, conv, flat_first):
+  def method(model, variables, x, target, *, key=None, canonize=True, epsilon=DEFAULT_EPSILON,
+             stabilizer=DEFAULT_STABILIZER):
+    del key
+    rules = lrp_composite(conv, flat_first, canonize, float(epsilon), float(stabilizer))
+    return input_gradient(model.clone(rules=rules), variables, x, target)
+
+  method.__name__ = name
+  method.__doc__ = (f'zennit ``{name}`` relevance at the input, (B, H, W, 3). Cost: 1 forward + '
+                    '1 backward (the rules re-run each linear map in the backward pass).')
+  return method
+
+
+lrp_epsilon_plus = _composite_method('EpsilonPlus', 'zplus', False)
+lrp_epsilon_plus_flat = _composite_method('EpsilonPlusFlat', 'zplus', True)
+lrp_epsilon_alpha2_beta1 = _composite_method('EpsilonAlpha2Beta1', 'alpha2_beta1', False)
+lrp_epsilon_alpha2_beta1_flat = _composite_method('EpsilonAlpha2Beta1Flat', 'alpha2_beta1', True)
+
+
+def excitation_backprop(model, variables, x, target, *, key=None, canonize=True,
+                        stabilizer=DEFAULT_STABILIZER):
+  """Excitation backprop (Zhang et al. 2016) as zennit's composite, (B, H, W, 3)."""
+  del key
+  rules = excitation_backprop_rules(canonize, float(stabilizer))
+  return input_gradient(model.clone(rules=rules), variables, x, target)

@@ -1,0 +1,219 @@
+"""Propagation-rule methods against axioms and hand-written rules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gestaltxai import saliency
+from gestaltxai.saliency import lrp
+from gestaltxai.saliency.full_gradient import fullgrad_terms
+from tests.conftest import randomize_batch_stats
+from tests.test_saliency import torch_bicubic_reference
+from tests.toy_models import ConvNoPool, TwoLayer
+
+LRP_METHODS = ('lrp_epsilon_plus', 'lrp_epsilon_plus_flat', 'lrp_epsilon_alpha2_beta1',
+               'lrp_epsilon_alpha2_beta1_flat', 'excitation_backprop')
+
+
+@pytest.fixture(scope='module')
+def two_layer():
+  model = TwoLayer()
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 2, 3))
+  variables = model.init(jax.random.PRNGKey(1), x)
+  p = variables['params']
+  return model, variables, x, {k: (np.asarray(p[k]['kernel'], np.float64),
+                                   np.asarray(p[k]['bias'], np.float64)) for k in p}
+
+
+def stab(z, eps=1e-6):
+  return z + np.where(z >= 0, eps, -eps)
+
+
+def test_zplus_on_two_layers_matches_a_hand_computation(two_layer):
+  """Excitation backprop is z+ on every linear layer with ReLU gradients."""
+  model, variables, x, w = two_layer
+  target = np.array([0, 2, 1])
+  (w1, b1), (w2, b2) = w['dense1'], w['dense2']
+  xf = np.asarray(x, np.float64).reshape(3, -1)
+  h = xf @ w1 + b1
+  a = np.maximum(h, 0)
+  relevance = np.eye(3)[target]
+  pos = lambda v: np.maximum(v, 0)
+  neg = lambda v: np.minimum(v, 0)
+  z2 = a @ pos(w2) + pos(b2)  # a >= 0: no negative-input term
+  r_a = a * ((relevance / stab(z2)) @ pos(w2).T)
+  r_h = r_a * (h > 0)
+  z1 = pos(xf) @ pos(w1) + neg(xf) @ neg(w1) + pos(b1)
+  c1 = r_h / stab(z1)
+  expected = pos(xf) * (c1 @ pos(w1).T) + neg(xf) * (c1 @ neg(w1).T)
+  got = saliency.attribute('excitation_backprop', model, variables, x, jnp.asarray(target))
+  np.testing.assert_allclose(np.asarray(got).reshape(3, -1), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_guided_backprop_and_deconvnet_match_hand_written_rules(two_layer):
+  model, variables, x, w = two_layer
+  target = np.array([1, 1, 2])
+  (w1, b1), (w2, _) = w['dense1'], w['dense2']
+  h = np.asarray(x, np.float64).reshape(3, -1) @ w1 + b1
+  upstream = w2[:, target].T  # d logit / d relu(h)
+  guided = (upstream * (h > 0) * (upstream > 0)) @ w1.T
+  deconv = np.maximum(upstream, 0) @ w1.T
+  for method, expected in (('guided_backprop', guided), ('deconvnet', deconv)):
+    got = saliency.attribute(method, model, variables, x, jnp.asarray(target))
+    np.testing.assert_allclose(np.asarray(got).reshape(3, -1), expected, rtol=1e-5, atol=1e-7)
+
+
+def bias_free(variables):
+  """Zero every bias and BatchNorm mean: folded layers then have no bias."""
+  def zero(path, leaf):
+    name = path[-1].key
+    return jnp.zeros_like(leaf) if name in ('bias', 'mean') else leaf
+  return jax.tree_util.tree_map_with_path(zero, variables)
+
+
+@pytest.mark.parametrize('method', LRP_METHODS)
+def test_lrp_conserves_relevance_exactly_on_a_bias_free_network(method):
+  """Conv (first) -> ReLU -> conv -> ReLU -> average pool -> dense, every BatchNorm
+  folded and bias-free: the relevance of the target (1) reaches the input whole."""
+  model = ConvNoPool()
+  x = jax.random.normal(jax.random.PRNGKey(3), (3, 12, 12, 3))
+  variables = bias_free(randomize_batch_stats(model.init(jax.random.PRNGKey(1), x),
+                                              jax.random.PRNGKey(2)))
+  relevance = saliency.attribute(method, model, variables, x, jnp.array([1, 3, 0]))
+  np.testing.assert_allclose(np.asarray(relevance).sum(axis=(1, 2, 3)), 1.0, rtol=1e-4)
+
+
+def test_residual_sum_splits_relevance_by_contribution():
+  """zennit's canonized residual sum: R_a = a R / (a + b), R_b = b R / (a + b)."""
+  a = jnp.array([[1.0, -2.0, 3.0]])
+  b = jnp.array([[3.0, 4.0, 0.0]])
+  relevance = jnp.array([[2.0, 1.0, 5.0]])
+  _, vjp = jax.vjp(lrp.norm_sum_rule(), a, b)
+  r_a, r_b = vjp(relevance)
+  np.testing.assert_allclose(r_a, [[0.5, -1.0, 5.0]], rtol=1e-5)
+  np.testing.assert_allclose(r_b, [[1.5, 2.0, 0.0]], rtol=1e-5)
+
+
+@pytest.mark.parametrize('method', LRP_METHODS)
+def test_lrp_nearly_conserves_on_a_bias_free_resnet(method):
+  """In a ResNet some z+/z- denominators vanish on sparse ReLU inputs, which drops a
+  little relevance (zennit does the same): the total stays within a few percent."""
+  from gestaltxai.models import ResNet
+  model = ResNet(num_classes=5, stage_sizes=(1, 1), width=16, pool_window=None)
+  variables = bias_free(randomize_batch_stats(
+      model.init(jax.random.PRNGKey(1), jnp.zeros((1, 32, 32, 3))), jax.random.PRNGKey(2)))
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 32, 32, 3))
+  relevance = saliency.attribute(method, model, variables, x, jnp.array([1, 3]))
+  np.testing.assert_allclose(np.asarray(relevance).sum(axis=(1, 2, 3)), 1.0, rtol=0.05)
+
+
+def test_uncanonized_batchnorm_passes_relevance_unchanged(two_layer):
+  """Without the canonizer a BatchNorm is its own layer with zennit's Pass rule."""
+  model = ConvNoPool()
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 12, 12, 3))
+  variables = randomize_batch_stats(model.init(jax.random.PRNGKey(1), x), jax.random.PRNGKey(2))
+  target = jnp.array([1, 2])
+  folded = saliency.attribute('lrp_epsilon_plus', model, variables, x, target)
+  unfolded = saliency.attribute('lrp_epsilon_plus', model, variables, x, target, canonize=False)
+  assert np.isfinite(np.asarray(unfolded)).all()
+  assert not np.allclose(folded, unfolded)
+  # With identity BatchNorms (gain 1, shift 0) folding changes nothing.
+  def identity(path, leaf):
+    name = path[-1].key
+    if name in ('scale', 'var'):
+      return jnp.full_like(leaf, 1.0 if name == 'scale' else 1.0 - 1e-5)
+    return jnp.zeros_like(leaf) if name in ('mean',) or (name == 'bias' and 'fc' not in str(path)) else leaf
+  plain = jax.tree_util.tree_map_with_path(identity, variables)
+  np.testing.assert_allclose(
+      saliency.attribute('lrp_epsilon_plus', model, plain, x, target),
+      saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=False),
+      rtol=1e-4, atol=1e-8)
+
+
+def test_deeplift_sums_to_delta_without_max_pool():
+  model = ConvNoPool()
+  x = jax.random.normal(jax.random.PRNGKey(4), (3, 12, 12, 3))
+  variables = randomize_batch_stats(model.init(jax.random.PRNGKey(5), x), jax.random.PRNGKey(6))
+  target = jnp.array([0, 3, 2])
+  for baseline in (0.0, 0.3):
+    attribution = saliency.attribute('deeplift', model, variables, x, target, baseline=baseline)
+    delta = (model.apply(variables, x) - model.apply(variables, jnp.full_like(x, baseline)))
+    np.testing.assert_allclose(np.asarray(attribution).sum(axis=(1, 2, 3)),
+                               np.asarray(delta)[np.arange(3), target], rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_sums_to_delta_on_a_resnet(tiny_resnet):
+  """Captum's max-pool rule drops change routed to equal pairs: nearly, not exactly."""
+  model, variables = tiny_resnet
+  x = jax.random.normal(jax.random.PRNGKey(7), (2, 32, 32, 3))
+  target = jnp.array([2, 4])
+  attribution = saliency.attribute('DeepLIFT', model, variables, x, target)
+  delta = np.asarray(model.apply(variables, x) - model.apply(variables, jnp.zeros_like(x)))
+  np.testing.assert_allclose(np.asarray(attribution).sum(axis=(1, 2, 3)),
+                             delta[np.arange(2), np.asarray(target)], rtol=1e-2)
+
+
+def test_layer_deeplift_by_hand_on_a_global_pool_head(tiny_resnet):
+  """Above layer2 the head is linear: multipliers are W[:, t] / (h w)."""
+  model, variables = tiny_resnet
+  x = jax.random.normal(jax.random.PRNGKey(8), (2, 32, 32, 3))
+  target = np.array([0, 3])
+  a_x = np.asarray(model.apply(variables, x, stop='layer2'), np.float64)
+  a_r = np.asarray(model.apply(variables, jnp.zeros_like(x), stop='layer2'), np.float64)
+  fc = np.asarray(variables['params']['fc']['kernel'], np.float64)
+  _, h, w, c = a_x.shape
+  attribution = (a_x - a_r) * fc[:, target].T[:, None, None, :] / (h * w)
+  expected = sum(np.abs(torch_bicubic_reference(attribution[..., k], 32, 32)) for k in range(c))
+  got = saliency.attribute('layer_deeplift', model, variables, x, jnp.asarray(target),
+                           layer='layer2')
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+  signed = saliency.attribute('layer_deeplift', model, variables, x, jnp.asarray(target),
+                              layer='layer2', channels='sum')
+  np.testing.assert_allclose(signed, torch_bicubic_reference(attribution.sum(-1), 32, 32),
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_guided_grad_cam_is_guided_backprop_times_nearest_relu_cam(tiny_resnet):
+  model, variables = tiny_resnet
+  x = jax.random.normal(jax.random.PRNGKey(9), (2, 32, 32, 3))
+  target = np.array([1, 2])
+  acts = np.asarray(model.apply(variables, x, stop='layer2'), np.float64)
+  fc = np.asarray(variables['params']['fc']['kernel'], np.float64)
+  cam = np.maximum((fc[:, target].T[:, None, None, :] / 16 * acts).sum(-1), 0)
+  nearest = cam.repeat(8, axis=1).repeat(8, axis=2)  # 4x4 -> 32x32
+  guided = np.asarray(saliency.attribute('guided_backprop', model, variables, x,
+                                         jnp.asarray(target)))
+  got = saliency.attribute('guided_grad_cam', model, variables, x, jnp.asarray(target),
+                           layer='layer2')
+  np.testing.assert_allclose(got, guided * nearest[..., None], rtol=1e-4, atol=1e-8)
+
+
+def test_fullgrad_completeness_on_a_piecewise_linear_resnet(tiny_resnet):
+  model, variables = tiny_resnet
+  x = jax.random.normal(jax.random.PRNGKey(10), (2, 32, 32, 3))
+  target = jnp.array([3, 0])
+  input_term, bias_terms = fullgrad_terms(model, variables, x, target)
+  assert len(bias_terms) == 1 + 2 * 3 + 2  # stem, 3 convs a block, 2 downsamples
+  total = np.asarray(input_term).sum(axis=(1, 2, 3)) + sum(
+      np.asarray(t).sum(axis=(1, 2, 3)) for t in bias_terms.values())
+  total += np.asarray(variables['params']['fc']['bias'])[np.asarray(target)]
+  logits = np.asarray(model.apply(variables, x))[np.arange(2), np.asarray(target)]
+  np.testing.assert_allclose(total, logits, rtol=1e-4, atol=1e-5)
+  saliency_map = np.asarray(saliency.attribute('fullgrad', model, variables, x, target))
+  assert saliency_map.shape == (2, 32, 32)
+  np.testing.assert_allclose(saliency_map.min(axis=(1, 2)), 0.0, atol=1e-6)
+  np.testing.assert_allclose(saliency_map.max(axis=(1, 2)), 1.0, atol=1e-5)
+
+
+def test_rule_methods_on_the_full_resnet50(resnet50, faces224):
+  """Full size: LRP conserves without biases; DeepLIFT nearly sums to delta."""
+  model, variables = resnet50
+  x = faces224[:1]
+  target = jnp.array([4])
+  relevance = saliency.attribute('LRP-EpsilonPlusFlat', model, bias_free(variables), x, target)
+  print('LRP-EpsilonPlusFlat relevance total, bias-free ResNet-50:', float(np.asarray(relevance).sum()))
+  assert float(np.asarray(relevance).sum()) == pytest.approx(1.0, rel=1e-3)
+  attribution = saliency.attribute('deeplift', model, variables, x, target)
+  delta = float(model.apply(variables, x)[0, 4] - model.apply(variables, jnp.zeros_like(x))[0, 4])
+  assert float(np.asarray(attribution).sum()) == pytest.approx(delta, rel=2e-2)
