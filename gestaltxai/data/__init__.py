@@ -1,4 +1,4 @@
-"""Faces: dlib landmarks and five-point alignment."""
+"""Faces and datasets: dlib landmarks, alignment, TFDS builders, synthetic faces, batches."""
 
 from gestaltxai.data.align import (ARCFACE_TEMPLATE_112, align, template, transform_points,
                                    umeyama_similarity, warp_affine)
