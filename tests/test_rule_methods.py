@@ -144,14 +144,14 @@ def test_deeplift_sums_to_delta_without_max_pool():
 
 
 def test_deeplift_sums_to_delta_on_a_resnet(tiny_resnet):
-  """Captum's max-pool rule drops change routed to equal pairs: nearly, not exactly."""
+  """With a constant baseline the max pool's gradient conserves too: exact."""
   model, variables = tiny_resnet
   x = jax.random.normal(jax.random.PRNGKey(7), (2, 32, 32, 3))
   target = jnp.array([2, 4])
   attribution = saliency.attribute('DeepLIFT', model, variables, x, target)
   delta = np.asarray(model.apply(variables, x) - model.apply(variables, jnp.zeros_like(x)))
   np.testing.assert_allclose(np.asarray(attribution).sum(axis=(1, 2, 3)),
-                             delta[np.arange(2), np.asarray(target)], rtol=1e-2)
+                             delta[np.arange(2), np.asarray(target)], rtol=1e-4)
 
 
 def test_layer_deeplift_by_hand_on_a_global_pool_head(tiny_resnet):
@@ -207,7 +207,7 @@ def test_fullgrad_completeness_on_a_piecewise_linear_resnet(tiny_resnet):
 
 
 def test_rule_methods_on_the_full_resnet50(resnet50, faces224):
-  """Full size: LRP conserves without biases; DeepLIFT nearly sums to delta."""
+  """Full size: LRP conserves without biases; DeepLIFT sums to delta."""
   model, variables = resnet50
   x = faces224[:1]
   target = jnp.array([4])
@@ -216,4 +216,4 @@ def test_rule_methods_on_the_full_resnet50(resnet50, faces224):
   assert float(np.asarray(relevance).sum()) == pytest.approx(1.0, rel=1e-3)
   attribution = saliency.attribute('deeplift', model, variables, x, target)
   delta = float(model.apply(variables, x)[0, 4] - model.apply(variables, jnp.zeros_like(x))[0, 4])
-  assert float(np.asarray(attribution).sum()) == pytest.approx(delta, rel=2e-2)
+  assert float(np.asarray(attribution).sum()) == pytest.approx(delta, rel=1e-3)

@@ -7,8 +7,8 @@ A method is a pure, jit-able function::
 ``model`` is a Flax module whose ``apply(variables, h, start=..., stop=...)``
 runs a span of its stages (:class:`gestaltxai.models.ResNet`); ``x`` is
 (B, H, W, 3) float; ``target`` is (B,) int; ``key`` a ``jax.random`` key
-(unused by deterministic methods). Input-space methods return (B, H, W, 3)
-float32, layer methods (B, H, W) float32.
+(unused by deterministic methods). Input-space methods return (B, H, W, 3),
+layer methods (B, H, W), float32 (float64 for float64 inputs).
 
 Images are independent in eval mode, so the gradient of the *sum* over the
 batch of each image's target logit is every image's own gradient: one
@@ -31,6 +31,11 @@ Array = jax.Array
 DEFAULT_MAX_BATCH = 256
 
 
+def result_dtype(x: Array):
+  """Attributions are at least float32, and float64 for a float64 input."""
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
 def target_score(model, variables, target: Array, start: str = 'input') -> Callable[[Array], Array]:
   """h -> sum over the batch of each image's target logit, from stage ``start``."""
 
@@ -51,7 +56,7 @@ def layer_activations_and_gradients(model, variables, x: Array, target: Array,
   """Activations A at ``layer`` and d logit[target] / d A, both (B, h, w, C), at least float32."""
   activations = model.apply(variables, x, stop=layer)
   gradients = jax.grad(target_score(model, variables, target, start=layer))(activations)
-  dtype = jnp.promote_types(activations.dtype, jnp.float32)
+  dtype = result_dtype(activations)
   return activations.astype(dtype), gradients.astype(dtype)
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from gestaltxai.models.resnet import BATCHNORM_EPS
+from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's scale_cam_image denominator offset.
@@ -63,9 +64,9 @@ def fullgrad(model, variables, x, target, *, key=None):
   """FullGrad saliency, (B, H, W) float32 in [0, 1]."""
   del key
   input_term, bias_terms = fullgrad_terms(model, variables, x, target)
-  total = _min_max(jnp.abs(input_term).astype(jnp.float32), (1, 2)).sum(-1)
+  total = _min_max(jnp.abs(input_term).astype(result_dtype(x)), (1, 2)).sum(-1)
   for term in bias_terms.values():
-    bias_maps = _min_max(jnp.abs(term).astype(jnp.float32), (1, 2)).sum(-1)
+    bias_maps = _min_max(jnp.abs(term).astype(result_dtype(x)), (1, 2)).sum(-1)
     # Resizing is linear, so the channel sum may come before the upsampling.
     total = total + upsample(bias_maps, x.shape[1:3], 'bilinear')
   return _min_max(total, (1, 2))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.saliency.core import (DEFAULT_MAX_BATCH, chunk_size, chunked_sum,
-                                      input_gradient, per_image)
+                                      input_gradient, per_image, result_dtype)
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {
@@ -46,7 +46,7 @@ def gradient(model, variables, x, target, *, key=None):
 def input_x_gradient(model, variables, x, target, *, key=None):
   """x * d logit[target] / d x, (B, H, W, 3) float32 (Captum ``InputXGradient``)."""
   del key
-  return x.astype(jnp.float32) * input_gradient(model, variables, x, target)
+  return x.astype(result_dtype(x)) * input_gradient(model, variables, x, target)
 
 
 def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
@@ -74,6 +74,7 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
     return weight * input_gradient(model, variables, baseline + alpha.astype(x.dtype) * delta,
                                    target)
 
-  points = (jnp.asarray(alphas, jnp.float32), jnp.asarray(weights, jnp.float32))
+  dtype = result_dtype(x)
+  points = (jnp.asarray(alphas, dtype), jnp.asarray(weights, dtype))
   chunk = chunk_size(steps, x.shape[0], max_batch)
-  return delta.astype(jnp.float32) * chunked_sum(weighted_gradient, points, chunk)
+  return delta.astype(dtype) * chunked_sum(weighted_gradient, points, chunk)

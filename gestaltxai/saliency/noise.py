@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gestaltxai.saliency.core import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.core import DEFAULT_MAX_BATCH, chunk_size, chunked_sum, result_dtype
 from gestaltxai.saliency.gradients import gradient
 
 # Statistic of the per-sample attributions a: (sum a, sum a^2, n) -> result.
@@ -23,16 +23,16 @@ REDUCTIONS = {
 
 
 def noise_sigma(x, noise_level=0.1, sigma=None):
-  """Noise standard deviation per image, (B, 1, 1, 1) float32.
+  """Noise standard deviation per image, (B, 1, 1, 1), at least float32.
 
   ``sigma`` (absolute, Captum's ``stdevs``) wins; otherwise ``noise_level``
   times each image's (max - min), as zennit and the SmoothGrad paper.
   """
   if sigma is not None:
-    return jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (x.shape[0],)).reshape(-1, 1, 1, 1)
+    return jnp.broadcast_to(jnp.asarray(sigma, result_dtype(x)), (x.shape[0],)).reshape(-1, 1, 1, 1)
   axes = tuple(range(1, x.ndim))
   span = x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True)
-  return (noise_level * span).astype(jnp.float32)
+  return (noise_level * span).astype(result_dtype(x))
 
 
 def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
@@ -61,11 +61,11 @@ def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
     std = noise_sigma(x, noise_level, sigma)
     keys = jax.random.split(key, samples)
     # Sample i is clean when it is the last and clean_last is set.
-    scales = jnp.ones((samples,), jnp.float32).at[-1].set(0.0 if clean_last else 1.0)
+    scales = jnp.ones((samples,), result_dtype(x)).at[-1].set(0.0 if clean_last else 1.0)
 
     def one_sample(sample):
       sample_key, scale = sample
-      noise = jax.random.normal(sample_key, x.shape, jnp.float32) * std * scale
+      noise = jax.random.normal(sample_key, x.shape, result_dtype(x)) * std * scale
       attribution = base(model, variables, x + noise.astype(x.dtype), target, key=sample_key,
                          **base_options)
       return attribution, jnp.square(attribution)

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.core import DEFAULT_MAX_BATCH, chunk_size, chunked_map, per_image
+from gestaltxai.saliency.core import (DEFAULT_MAX_BATCH, chunk_size, chunked_map, per_image,
+                                      result_dtype)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -75,4 +76,4 @@ def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, bas
   total = jnp.einsum('rh,rcb,cw->bhw', rows, drops, cols)
   coverage = rows.sum(0)[:, None] * cols.sum(0)[None, :]
   attribution = total / coverage
-  return jnp.broadcast_to(attribution[..., None], x.shape).astype(jnp.float32)
+  return jnp.broadcast_to(attribution[..., None], x.shape).astype(result_dtype(x))

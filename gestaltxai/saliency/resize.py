@@ -60,10 +60,10 @@ _MODES = {'bicubic': _bicubic, 'bilinear': _bilinear, 'nearest': _nearest}
 
 @functools.lru_cache(maxsize=None)
 def resize_matrix(in_size: int, out_size: int, mode: str = 'bicubic') -> np.ndarray:
-  """(out_size, in_size) float32 interpolation weights along one axis."""
+  """(out_size, in_size) float64 interpolation weights along one axis."""
   if mode not in _MODES:
     raise ValueError(f'unknown interpolation {mode!r}; choose from {sorted(_MODES)}')
-  return _MODES[mode](in_size, out_size).astype(np.float32)
+  return _MODES[mode](in_size, out_size)
 
 
 def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -71,12 +71,13 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 def upsample(maps, size: tuple[int, int], mode: str = 'bicubic'):
-  """(B, h, w) or (B, h, w, C) -> (B, H, W[, C]) float32, PyTorch ``interpolate``."""
-  rows = jnp.asarray(resize_matrix(maps.shape[1], size[0], mode))
-  cols = jnp.asarray(resize_matrix(maps.shape[2], size[1], mode))
-  return jnp.einsum('Hh,bhw...,Ww->bHW...', rows, maps.astype(jnp.float32), cols)
+  """(B, h, w) or (B, h, w, C) -> (B, H, W[, C]), at least float32, PyTorch ``interpolate``."""
+  dtype = jnp.promote_types(maps.dtype, jnp.float32)
+  rows = jnp.asarray(resize_matrix(maps.shape[1], size[0], mode), dtype)
+  cols = jnp.asarray(resize_matrix(maps.shape[2], size[1], mode), dtype)
+  return jnp.einsum('Hh,bhw...,Ww->bHW...', rows, maps.astype(dtype), cols)
 
 
 def upsample_bicubic(maps, size: tuple[int, int]):
-  """(B, h, w) -> (B, H, W) float32, PyTorch ``interpolate(mode='bicubic')``."""
+  """(B, h, w) -> (B, H, W), PyTorch ``interpolate(mode='bicubic')``."""
   return upsample(maps, size, 'bicubic')
