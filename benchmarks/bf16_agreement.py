@@ -14,7 +14,6 @@ import argparse
 import pathlib
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
@@ -55,7 +54,7 @@ def main():
   parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS))
   args = parser.parse_args()
   if args.weights:
-    variables, classes = load_vggface2(args.weights), None
+    variables = load_vggface2(args.weights)
   else:
     variables = port_vggface2(random_state_dict(np.random.default_rng(0), num_classes=12))
   classes = variables['params']['fc']['kernel'].shape[1]

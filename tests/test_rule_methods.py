@@ -136,11 +136,24 @@ def test_deeplift_sums_to_delta_without_max_pool():
   x = jax.random.normal(jax.random.PRNGKey(4), (3, 12, 12, 3))
   variables = randomize_batch_stats(model.init(jax.random.PRNGKey(5), x), jax.random.PRNGKey(6))
   target = jnp.array([0, 3, 2])
-  for baseline in (0.0, 0.3):
+  per_image = np.array([0.1, -0.2, 0.3], np.float32)
+  for baseline in (0.0, 0.3, per_image):
     attribution = saliency.attribute('deeplift', model, variables, x, target, baseline=baseline)
-    delta = (model.apply(variables, x) - model.apply(variables, jnp.full_like(x, baseline)))
+    filled = jnp.broadcast_to(jnp.asarray(baseline, x.dtype).reshape(-1, 1, 1, 1), x.shape)
+    delta = model.apply(variables, x) - model.apply(variables, filled)
     np.testing.assert_allclose(np.asarray(attribution).sum(axis=(1, 2, 3)),
                                np.asarray(delta)[np.arange(3), target], rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_shared_reference_equals_one_reference_per_image(tiny_resnet):
+  """A scalar baseline runs one shared reference row; per-image rows give the same."""
+  model, variables = tiny_resnet
+  x = jax.random.normal(jax.random.PRNGKey(11), (3, 32, 32, 3))
+  target = jnp.array([0, 1, 4])
+  shared = saliency.attribute('deeplift', model, variables, x, target, baseline=0.2)
+  per_image = saliency.attribute('deeplift', model, variables, x, target,
+                                 baseline=np.full(3, 0.2, np.float32))
+  np.testing.assert_allclose(shared, per_image, rtol=1e-5, atol=1e-7)
 
 
 def test_deeplift_sums_to_delta_on_a_resnet(tiny_resnet):

@@ -39,7 +39,7 @@ from PIL import Image
 
 from gestaltxai.data import synthetic
 from gestaltxai.data.align import align, transform_points, warp_affine
-from gestaltxai.data.detect import NoFaceError, detect_landmarks
+from gestaltxai.data.detect import detect_landmarks
 from gestaltxai.regions.landmarks import landmark_parsing
 from gestaltxai.regions.maps import reference_region_map
 
@@ -178,7 +178,8 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
     for item in progress:
       try:
         examples.append(self._process(item))
-      except (OSError, ValueError, SyntaxError) as err:  # unreadable, no face, missing part
+      # Unreadable or truncated file, no face, a missing part, dlib refusing the input.
+      except (OSError, ValueError, SyntaxError, RuntimeError) as err:
         name = item[0] if isinstance(item, tuple) else str(item)
         self.skipped.append(Skipped(str(name), f'{type(err).__name__}: {err}'))
     if not examples:

@@ -108,7 +108,6 @@ def detect_landmarks(image_rgb: np.ndarray, *, name: str = '<array>', detector: 
     NoFaceError: "no face found in <name>".
     ValueError: the image is not (H, W, 3) uint8.
   """
-  import dlib  # pylint: disable=import-outside-toplevel
   image = np.asarray(image_rgb)
   if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
     raise ValueError(f'{name}: expected an (H, W, 3) uint8 RGB image, got {image.shape} '

@@ -1,6 +1,6 @@
 """The table of saliency methods, and the two calls most code needs.
 
-``METHODS`` maps each canonical name to a :class:`Method`; ``ALIASES`` maps
+``METHODS`` maps each canonical name to a :class:`Method`; :func:`aliases` maps
 the reference's names (``"IntegratedGradients"``, ``"LRP-EpsilonPlus"``, ...)
 to canonical ones. :func:`attribute` and :func:`relevance` validate inputs,
 pick the predicted class when no target is given, and run the method in one
@@ -102,9 +102,9 @@ register('lrp_epsilon_alpha2_beta1', lrp.lrp_epsilon_alpha2_beta1, 'input', _fix
          'LRP-EpsilonAlpha2Beta1')
 register('lrp_epsilon_alpha2_beta1_flat', lrp.lrp_epsilon_alpha2_beta1_flat, 'input',
          _fixed_cost(1, 1), 'LRP-EpsilonAlpha2Beta1Flat')
-register('deeplift', rescale.deeplift, 'input', _fixed_cost(2, 2), 'DeepLIFT', 'DEEPLIFT',
+register('deeplift', rescale.deeplift, 'input', _fixed_cost(1, 1), 'DeepLIFT', 'DEEPLIFT',
          'DeepLift')
-register('layer_deeplift', rescale.layer_deeplift, 'layer', _fixed_cost(2, 2), 'LayerDeepLIFT',
+register('layer_deeplift', rescale.layer_deeplift, 'layer', _fixed_cost(1, 1), 'LayerDeepLIFT',
          'LayerDeepLift')
 register('fullgrad', full_gradient.fullgrad, 'layer', _fixed_cost(1, 1), 'FullGrad')
 

@@ -1,13 +1,22 @@
 """DeepLIFT with the rescale rule, as Captum's ``DeepLift`` and ``LayerDeepLift``.
 
-Like Captum, the model runs once on the batch [inputs; references] (2B
-images). The rescale rule sees both halves: each ReLU's backward uses the
-secant slope (ReLU(x) - ReLU(r)) / (x - r) of the pair instead of its
-derivative; linear layers and the max pool keep their gradients. Only the inputs' target logits are differentiated, so the result
-is sum-to-delta: attributions add up to f(x) - f(r).
+The model runs once on the batch [inputs; references]. Each ReLU's
+backward uses the secant slope (ReLU(x) - ReLU(r)) / (x - r) of the pair
+instead of its derivative; linear layers and the max pool keep their
+gradients. The max pool's gradient is what Captum 0.9's DeepLift computes on
+this network (``benchmarks/parity.py``: 1e-13 in float64), and with a
+constant baseline it conserves exactly, the reference activations being
+constant per channel there. Only the inputs' target logits are
+differentiated, so attributions add up to f(x) - f(r) (summation to delta).
+
+Captum runs one reference per input (2B images); a scalar baseline here
+shares one reference row across the batch (B + 1 images), about half the
+cost, with the same result.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -23,43 +32,42 @@ DEEPLIFT_EPS = 1e-10
 LAYER_CHANNEL_CHUNK = 256
 
 
-def _halves(a):
-  half = a.shape[0] // 2
-  return a[:half], a[half:]
+@functools.lru_cache(maxsize=None)
+def rescale_relu(num_references: int):
+  """ReLU on [inputs; references] whose backward uses DeepLIFT's rescale multipliers.
+
+  The last ``num_references`` rows are references: one shared by every input,
+  or one per input. Only the inputs' outputs are explained, so the
+  references' own multipliers never reach the result (their cotangent is
+  zero) and are left as the ReLU's derivative.
+  """
+
+  @jax.custom_vjp
+  def relu(h):
+    return jax.nn.relu(h)
+
+  def backward(h, g):
+    x, r = h[:-num_references], h[-num_references:]
+    delta_in = x - r
+    delta_out = jax.nn.relu(x) - jax.nn.relu(r)
+    small = jnp.abs(delta_in) < DEEPLIFT_EPS
+    secant = jnp.where(small, (x > 0).astype(g.dtype), delta_out / jnp.where(small, 1, delta_in))
+    return (g * jnp.concatenate([secant, (r > 0).astype(g.dtype)]),)
+
+  relu.defvjp(lambda h: (jax.nn.relu(h), h), backward)
+  return relu
 
 
-def _twice(a):
-  return jnp.concatenate([a, a])
+def _references(x, baseline):
+  """One shared reference row for a scalar baseline, else one per image."""
+  if jnp.ndim(baseline) == 0:
+    return jnp.full((1, *x.shape[1:]), baseline, x.dtype)
+  return per_image(baseline, x)
 
 
-@jax.custom_vjp
-def rescale_relu(h):
-  """ReLU on [inputs; references] with DeepLIFT's rescale multipliers backward."""
-  return jax.nn.relu(h)
-
-
-def _rescale_backward(h, g):
-  x, r = _halves(h)
-  delta_in = _twice(x - r)
-  delta_out = _twice(jax.nn.relu(x) - jax.nn.relu(r))
-  small = jnp.abs(delta_in) < DEEPLIFT_EPS
-  secant = delta_out / jnp.where(small, 1, delta_in)
-  return (g * jnp.where(small, (h > 0).astype(g.dtype), secant),)
-
-
-rescale_relu.defvjp(lambda h: (jax.nn.relu(h), h), _rescale_backward)
-
-
-# The max pool keeps its gradient: that is what Captum 0.9's DeepLift computes
-# on this network (benchmarks/parity.py: 6e-8 in float64), and with a constant
-# baseline it conserves exactly, as the reference activations are constant
-# per channel there.
-RESCALE = Rules(activation=rescale_relu)
-
-
-def _multipliers(model, variables, pair, target, start):
-  """d (sum of the inputs' target logits) / d pair, through the rescale rules."""
-  rescaled = model.clone(rules=RESCALE)
+def _multipliers(model, variables, pair, target, start, num_references):
+  """d (sum of the inputs' target logits) / d inputs, through the rescale rule."""
+  rescaled = model.clone(rules=Rules(activation=rescale_relu(num_references)))
   batch = target.shape[0]
 
   def score(h):
@@ -72,14 +80,15 @@ def _multipliers(model, variables, pair, target, start):
 def deeplift(model, variables, x, target, *, key=None, baseline=0.0):
   """DeepLIFT (rescale), (B, H, W, 3) float32: (x - r) * multipliers.
 
-  Captum ``DeepLift(model)`` with ``baselines=baseline`` (zero by default).
-  Cost: 2 forwards + 2 backwards per image (the pair batch).
+  Captum ``DeepLift(model)`` with ``baselines=baseline`` (zero by default;
+  scalar, (B,) or image-shaped). Cost: 1 forward + 1 backward per image,
+  plus one reference image per batch for a scalar baseline.
   """
   del key
-  reference = per_image(baseline, x)
-  pair = jnp.concatenate([x, reference])
-  multipliers = _multipliers(model, variables, pair, target, 'input')
-  return ((x - reference) * multipliers).astype(result_dtype(x))
+  references = _references(x, baseline)
+  pair = jnp.concatenate([x, references])
+  multipliers = _multipliers(model, variables, pair, target, 'input', len(references))
+  return ((x - references) * multipliers).astype(result_dtype(x))
 
 
 def layer_deeplift(model, variables, x, target, *, key=None, layer='layer4', baseline=0.0,
@@ -93,10 +102,10 @@ def layer_deeplift(model, variables, x, target, *, key=None, layer='layer4', bas
   signed sum over channels.
   """
   del key
-  reference = per_image(baseline, x)
-  activations = model.apply(variables, jnp.concatenate([x, reference]), stop=layer)
-  multipliers = _multipliers(model, variables, activations, target, layer)
-  act_x, act_r = _halves(activations)
+  references = _references(x, baseline)
+  activations = model.apply(variables, jnp.concatenate([x, references]), stop=layer)
+  multipliers = _multipliers(model, variables, activations, target, layer, len(references))
+  act_x, act_r = activations[:x.shape[0]], activations[x.shape[0]:]
   attribution = ((act_x - act_r) * multipliers).astype(result_dtype(x))  # (B, h, w, C)
   size = x.shape[1:3]
   if channels == 'sum':
