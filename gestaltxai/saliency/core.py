@@ -29,6 +29,8 @@ Array = jax.Array
 #: samples, occlusion windows). It bounds activation memory; about 24 GiB of
 #: float32 ResNet-50 backward activations at 224x224.
 DEFAULT_MAX_BATCH = 256
+#: Chunk loops up to this length are unrolled (see ``_unroll``).
+MAX_UNROLLED_CHUNKS = 8
 
 
 def result_dtype(x: Array):
@@ -66,18 +68,26 @@ def chunk_size(num_items: int, batch: int, max_batch: int) -> int:
   return max(d for d in range(1, min(num_items, limit) + 1) if num_items % d == 0)
 
 
+def _unroll(num_chunks: int) -> int:
+  """Unroll short chunk loops: XLA runs a ResNet gradient inside a while loop
+  markedly slower than unrolled (1.34x against 0.75x of separate calls on
+  CPU, measured 2026-11-23); long loops stay loops to bound compile time."""
+  return num_chunks if num_chunks <= MAX_UNROLLED_CHUNKS else 1
+
+
 def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   """``vmap(fn)(items)``, evaluated ``chunk`` items at a time inside one computation.
 
   ``items`` is a pytree whose leaves share a leading axis N, a multiple of
   ``chunk``. Each chunk is one vectorised call (``chunk`` x batch images in
-  one pass), and ``lax.map`` walks the chunks without unrolling.
+  one pass); a scan walks the chunks.
   """
   n = jax.tree.leaves(items)[0].shape[0]
   if n % chunk:
     raise ValueError(f'{n} items do not split into chunks of {chunk}')
   grouped = jax.tree.map(lambda a: a.reshape(n // chunk, chunk, *a.shape[1:]), items)
-  out = jax.lax.map(jax.vmap(fn), grouped)
+  _, out = jax.lax.scan(lambda carry, group: (carry, jax.vmap(fn)(group)), None, grouped,
+                        unroll=_unroll(n // chunk))
   return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), out)
 
 
@@ -96,7 +106,7 @@ def chunked_sum(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   def body(total, group):
     return jax.tree.map(lambda t, y: t + y.sum(0), total, jax.vmap(fn)(group)), None
 
-  total, _ = jax.lax.scan(body, zeros, grouped)
+  total, _ = jax.lax.scan(body, zeros, grouped, unroll=_unroll(n // chunk))
   return total
 
 
