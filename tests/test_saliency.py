@@ -283,8 +283,25 @@ def test_same_shapes_do_not_recompile(tiny_resnet, images):
   assert registry._run._cache_size() == before
 
 
-def test_aliases_cover_the_reference_names():
-  for alias, name in {'Gradient': 'gradient', 'IntegratedGradients': 'integrated_gradients',
-                      'SmoothGrad': 'smoothgrad', 'Occlusion': 'occlusion',
-                      'LayerGradCam': 'grad_cam'}.items():
-    assert saliency.get_method(alias).name == name
+# The method table of ../shared/DESIGN.md ("Contract"): canonical name -> reference alias.
+DESIGN_METHODS = {
+    'gradient': 'Gradient', 'input_x_gradient': None,
+    'integrated_gradients': 'IntegratedGradients', 'smoothgrad': 'SmoothGrad', 'vargrad': None,
+    'squaregrad': None, 'occlusion': 'Occlusion', 'grad_cam': 'LayerGradCam',
+    'grad_cam_plus_plus': None, 'hires_cam': None, 'guided_backprop': 'GuidedBackprop',
+    'deconvnet': 'DeconvNet', 'guided_grad_cam': 'GuidedGradCam',
+    'excitation_backprop': 'ExcitationBackprop', 'lrp_epsilon_plus': 'LRP-EpsilonPlus',
+    'lrp_epsilon_plus_flat': 'LRP-EpsilonPlusFlat',
+    'lrp_epsilon_alpha2_beta1': 'LRP-EpsilonAlpha2Beta1',
+    'lrp_epsilon_alpha2_beta1_flat': 'LRP-EpsilonAlpha2Beta1Flat', 'deeplift': 'DEEPLIFT',
+    'layer_deeplift': 'LayerDeepLIFT', 'fullgrad': None,
+}
+
+
+def test_every_design_method_and_alias_is_registered():
+  assert set(DESIGN_METHODS) <= set(saliency.METHODS)
+  for name, alias in DESIGN_METHODS.items():
+    assert saliency.get_method(name).name == name
+    if alias:
+      assert saliency.get_method(alias).name == name
+  assert saliency.get_method('DeepLIFT').name == 'deeplift'  # the reference script's spelling

@@ -217,14 +217,13 @@ class ResNet(nn.Module):
 
   def _pool(self, x, train):
     del train
-    if self.pool_window is None:
-      return self.rules.average_pool(lambda h: h.mean(axis=(1, 2)), x)
     window = self.pool_window
-    if x.shape[1:3] != (window, window):
+    if window is not None and x.shape[1:3] != (window, window):
       raise ValueError(
           f'the VGGFace2 head average-pools a {window}x{window} layer4 (a 224x224 '
           f'input); got layer4 of {x.shape[1]}x{x.shape[2]}. Resize the input, or '
           'build the model with pool_window=None for global average pooling.')
+    # A window-sized average pool with stride 1 is the mean over the map.
     return self.rules.average_pool(lambda h: h.mean(axis=(1, 2)), x)
 
   def __call__(self, x: Array, train: bool = False, *, start: str = 'input',
