@@ -8,7 +8,7 @@ import pytest
 
 from gestaltxai import saliency
 from gestaltxai.saliency import registry
-from gestaltxai.saliency.resize import bicubic_matrix
+from gestaltxai.saliency.resize import resize_matrix
 from tests import numpy_reference
 from tests.toy_models import Linear, Quadratic
 
@@ -223,7 +223,7 @@ def test_grad_cam_by_hand_on_a_global_pool_head(tiny_resnet, images):
 def test_bicubic_matrix_matches_pytorch_transcription():
   maps = np.random.default_rng(1).normal(size=(1, 5, 4))
   expected = torch_bicubic_reference(maps, 13, 9)
-  got = np.einsum('Hh,bhw,Ww->bHW', bicubic_matrix(5, 13), maps, bicubic_matrix(4, 9))
+  got = np.einsum('Hh,bhw,Ww->bHW', resize_matrix(5, 13), maps, resize_matrix(4, 9))
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -46,29 +46,27 @@ def layer_cam(model, variables, x, target, weights_fn, layer='layer4'):
   return (weights_fn(activations, gradients) * activations).sum(-1)
 
 
-def _cam_method(weights_fn, doc):
+def _cam_method(name, weights_fn, doc):
   def method(model, variables, x, target, *, key=None, layer='layer4', relu=False):
     del key
     cam = layer_cam(model, variables, x, target, weights_fn, layer)
     cam = jnp.maximum(cam, 0.0) if relu else cam
     return upsample(cam, x.shape[1:3], 'bicubic')
 
-  method.__doc__ = doc
+  method.__name__, method.__doc__ = name, doc
   return method
 
 
-grad_cam = _cam_method(grad_cam_weights, """Grad-CAM of ``layer``, (B, H, W) float32.
+grad_cam = _cam_method('grad_cam', grad_cam_weights, """Grad-CAM of ``layer``, (B, H, W) float32.
 
 sum_c mean_hw(G)_c A_c without a ReLU (``relu=True`` adds one): Captum's
 ``LayerGradCam(model, model.layer4)`` and bicubic interpolation, the reference's.
 """)
-grad_cam.__name__ = 'grad_cam'
-grad_cam_plus_plus = _cam_method(grad_cam_plus_plus_weights, """Grad-CAM++ of ``layer``, (B, H, W) float32.
+grad_cam_plus_plus = _cam_method('grad_cam_plus_plus', grad_cam_plus_plus_weights, """Grad-CAM++ of ``layer``, (B, H, W) float32.
 
 pytorch-grad-cam's weights (see :func:`grad_cam_plus_plus_weights`); that
 library also applies a ReLU and min-max scaling: ``relu=True`` gives the first,
 and coefficients compare maps within an image, which scaling does not change.
 """)
-grad_cam_plus_plus.__name__ = 'grad_cam_plus_plus'
-hires_cam = _cam_method(hires_cam_weights, """HiResCAM of ``layer``, (B, H, W) float32: sum_c G_c * A_c.""")
-hires_cam.__name__ = 'hires_cam'
+hires_cam = _cam_method('hires_cam', hires_cam_weights,
+                        """HiResCAM of ``layer``, (B, H, W) float32: sum_c G_c * A_c.""")

@@ -39,10 +39,14 @@ def result_dtype(x: Array):
 
 
 def target_score(model, variables, target: Array, start: str = 'input') -> Callable[[Array], Array]:
-  """h -> sum over the batch of each image's target logit, from stage ``start``."""
+  """h -> sum over the batch of each image's target logit, from stage ``start``.
+
+  Only the first ``len(target)`` rows of ``h`` are explained; rows after them
+  (DeepLIFT's references) take part in the forward pass but not the score.
+  """
 
   def score(h):
-    logits = model.apply(variables, h, start=start)
+    logits = model.apply(variables, h, start=start)[:target.shape[0]]
     return jnp.take_along_axis(logits, target[:, None], axis=1).sum()
 
   return score
@@ -75,6 +79,14 @@ def _unroll(num_chunks: int) -> int:
   return num_chunks if num_chunks <= MAX_UNROLLED_CHUNKS else 1
 
 
+def _grouped(items: Any, chunk: int) -> tuple[Any, int]:
+  """Leading axis N -> (N // chunk, chunk); also returns the number of chunks."""
+  n = jax.tree.leaves(items)[0].shape[0]
+  if n % chunk:
+    raise ValueError(f'{n} items do not split into chunks of {chunk}')
+  return jax.tree.map(lambda a: a.reshape(n // chunk, chunk, *a.shape[1:]), items), n // chunk
+
+
 def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   """``vmap(fn)(items)``, evaluated ``chunk`` items at a time inside one computation.
 
@@ -82,13 +94,10 @@ def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   ``chunk``. Each chunk is one vectorised call (``chunk`` x batch images in
   one pass); a scan walks the chunks.
   """
-  n = jax.tree.leaves(items)[0].shape[0]
-  if n % chunk:
-    raise ValueError(f'{n} items do not split into chunks of {chunk}')
-  grouped = jax.tree.map(lambda a: a.reshape(n // chunk, chunk, *a.shape[1:]), items)
+  grouped, num_chunks = _grouped(items, chunk)
   _, out = jax.lax.scan(lambda carry, group: (carry, jax.vmap(fn)(group)), None, grouped,
-                        unroll=_unroll(n // chunk))
-  return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), out)
+                        unroll=_unroll(num_chunks))
+  return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
 
 
 def chunked_sum(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
@@ -96,17 +105,14 @@ def chunked_sum(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
 
   Memory holds one chunk's outputs, not all N of them.
   """
-  n = jax.tree.leaves(items)[0].shape[0]
-  if n % chunk:
-    raise ValueError(f'{n} items do not split into chunks of {chunk}')
-  grouped = jax.tree.map(lambda a: a.reshape(n // chunk, chunk, *a.shape[1:]), items)
+  grouped, num_chunks = _grouped(items, chunk)
   first = jax.tree.map(lambda a: a[0, 0], grouped)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, first))
 
   def body(total, group):
     return jax.tree.map(lambda t, y: t + y.sum(0), total, jax.vmap(fn)(group)), None
 
-  total, _ = jax.lax.scan(body, zeros, grouped, unroll=_unroll(n // chunk))
+  total, _ = jax.lax.scan(body, zeros, grouped, unroll=_unroll(num_chunks))
   return total
 
 

@@ -83,21 +83,11 @@ def epsilon_rule(epsilon: float = DEFAULT_EPSILON):
   return linear_rule(relevance)
 
 
-@functools.lru_cache(maxsize=None)
-def zplus_rule(stabilizer: float = DEFAULT_STABILIZER):
-  """LRP-z+ (zennit ``ZPlus``, negative inputs allowed).
-
-  z = W+ x+ + b+ + W- x-; R_in = x+ * W+^T (R / stab(z)) + x- * W-^T (R / stab(z)).
-  """
-
-  def relevance(apply_fn, x, kernel, bias, r):
-    xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
-    kp, kn = jnp.maximum(kernel, 0), jnp.minimum(kernel, 0)
-    z = apply_fn(xp, kp) + apply_fn(xn, kn) + _bias(bias, lambda b: jnp.maximum(b, 0))
-    c = r / stabilize(z, stabilizer)
-    return xp * _input_vjp(apply_fn, kp, c, x) + xn * _input_vjp(apply_fn, kn, c, x)
-
-  return linear_rule(relevance)
+def _share(apply_fn, xp, xn, kernel_xp, kernel_xn, bias, r, stabilizer):
+  """Each input's share of R in one signed part z = W_a x+ + W_b x- + b of the output."""
+  z = apply_fn(xp, kernel_xp) + apply_fn(xn, kernel_xn) + bias
+  c = r / stabilize(z, stabilizer)
+  return xp * _input_vjp(apply_fn, kernel_xp, c, xp) + xn * _input_vjp(apply_fn, kernel_xn, c, xn)
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,15 +104,23 @@ def alpha_beta_rule(alpha: float = 2.0, beta: float = 1.0,
   def relevance(apply_fn, x, kernel, bias, r):
     xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
     kp, kn = jnp.maximum(kernel, 0), jnp.minimum(kernel, 0)
-    positive = apply_fn(xp, kp) + apply_fn(xn, kn) + _bias(bias, lambda b: jnp.maximum(b, 0))
-    negative = apply_fn(xp, kn) + apply_fn(xn, kp) + _bias(bias, lambda b: jnp.minimum(b, 0))
-    cp = r / stabilize(positive, stabilizer)
-    cn = r / stabilize(negative, stabilizer)
-    share_pos = xp * _input_vjp(apply_fn, kp, cp, x) + xn * _input_vjp(apply_fn, kn, cp, x)
-    share_neg = xp * _input_vjp(apply_fn, kn, cn, x) + xn * _input_vjp(apply_fn, kp, cn, x)
-    return alpha * share_pos - beta * share_neg
+    positive = _share(apply_fn, xp, xn, kp, kn, _bias(bias, lambda b: jnp.maximum(b, 0)), r,
+                      stabilizer)
+    if beta == 0:  # z+ alone: the negative part would be computed only to be dropped
+      return alpha * positive
+    negative = _share(apply_fn, xp, xn, kn, kp, _bias(bias, lambda b: jnp.minimum(b, 0)), r,
+                      stabilizer)
+    return alpha * positive - beta * negative
 
   return linear_rule(relevance)
+
+
+def zplus_rule(stabilizer: float = DEFAULT_STABILIZER):
+  """LRP-z+ (zennit ``ZPlus``, negative inputs allowed): AlphaBeta with alpha 1, beta 0.
+
+  z = W+ x+ + b+ + W- x-; R_in = x+ * W+^T (R / stab(z)) + x- * W-^T (R / stab(z)).
+  """
+  return alpha_beta_rule(1.0, 0.0, stabilizer)
 
 
 @functools.lru_cache(maxsize=None)

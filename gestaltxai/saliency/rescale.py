@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from gestaltxai.models.rules import Rules
-from gestaltxai.saliency.core import per_image, result_dtype
+from gestaltxai.saliency.core import per_image, result_dtype, target_score
 from gestaltxai.saliency.resize import upsample
 
 #: Captum's threshold below which an input difference counts as zero (then
@@ -68,13 +68,7 @@ def _references(x, baseline):
 def _multipliers(model, variables, pair, target, start, num_references):
   """d (sum of the inputs' target logits) / d inputs, through the rescale rule."""
   rescaled = model.clone(rules=Rules(activation=rescale_relu(num_references)))
-  batch = target.shape[0]
-
-  def score(h):
-    logits = rescaled.apply(variables, h, start=start)[:batch]
-    return jnp.take_along_axis(logits, target[:, None], axis=1).sum()
-
-  return jax.grad(score)(pair)[:batch]
+  return jax.grad(target_score(rescaled, variables, target, start))(pair)[:target.shape[0]]
 
 
 def deeplift(model, variables, x, target, *, key=None, baseline=0.0):

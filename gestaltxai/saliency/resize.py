@@ -11,6 +11,8 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.core import result_dtype
+
 # PyTorch's bicubic kernel constant (Keys' a; jax.image uses -0.5).
 BICUBIC_A = -0.75
 
@@ -66,18 +68,10 @@ def resize_matrix(in_size: int, out_size: int, mode: str = 'bicubic') -> np.ndar
   return _MODES[mode](in_size, out_size)
 
 
-def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
-  return resize_matrix(in_size, out_size, 'bicubic')
-
-
 def upsample(maps, size: tuple[int, int], mode: str = 'bicubic'):
   """(B, h, w) or (B, h, w, C) -> (B, H, W[, C]), at least float32, PyTorch ``interpolate``."""
-  dtype = jnp.promote_types(maps.dtype, jnp.float32)
+  dtype = result_dtype(maps)
   rows = jnp.asarray(resize_matrix(maps.shape[1], size[0], mode), dtype)
   cols = jnp.asarray(resize_matrix(maps.shape[2], size[1], mode), dtype)
   return jnp.einsum('Hh,bhw...,Ww->bHW...', rows, maps.astype(dtype), cols)
 
-
-def upsample_bicubic(maps, size: tuple[int, int]):
-  """(B, h, w) -> (B, H, W), PyTorch ``interpolate(mode='bicubic')``."""
-  return upsample(maps, size, 'bicubic')
