@@ -20,6 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gestaltxai import data, regions, saliency  # pylint: disable=wrong-import-position
+from gestaltxai.data import builders  # pylint: disable=wrong-import-position
 from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR, to_model_input  # pylint: disable=wrong-import-position
 from gestaltxai.models import ResNet50, load_vggface2, port_vggface2  # pylint: disable=wrong-import-position
 from tests.numpy_reference import random_state_dict  # pylint: disable=wrong-import-position
@@ -32,15 +33,12 @@ DEFAULT_METHODS = ('gradient', 'input_x_gradient', 'integrated_gradients', 'smoo
 def aligned_faces(directory, count):
   images, maps = [], []
   for path in sorted(directory.glob('*.jpg')):
-    rgb = np.asarray(Image.open(path).convert('RGB'))
     try:
-      landmarks = data.detect_landmarks(rgb, name=path.name)
+      example = builders.aligned_example(np.asarray(Image.open(path).convert('RGB')), path.name)
     except data.NoFaceError:
       continue
-    aligned, matrix = data.align(rgb, landmarks.five)
-    parsing = regions.landmark_parsing(data.transform_points(landmarks.points68, matrix), 224)
-    images.append(aligned)
-    maps.append(regions.reference_region_map(parsing))
+    images.append(example['image'])
+    maps.append(regions.reference_region_map(example['parsing']))
     if len(images) == count:
       break
   return to_model_input(np.stack(images), VGGFACE2_MEAN_BGR), np.stack(maps)

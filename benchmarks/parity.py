@@ -30,9 +30,9 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=wrong-import-position
 from gestaltxai import saliency  # pylint: disable=wrong-import-position
+from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR  # pylint: disable=wrong-import-position
 from gestaltxai.models import ResNet50, load_vggface2, port_vggface2  # pylint: disable=wrong-import-position
 
-MEAN_BGR = np.array([91.4953, 103.8827, 131.0912], np.float32)
 DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/fairface400/train'
 
 
@@ -153,7 +153,8 @@ def main():
   variables = jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
   model = ResNet50(num_classes, dtype=dtype)
   images = np.stack([np.asarray(Image.open(args.images / n).convert('RGB').resize((224, 224)),
-                                dtype)[..., ::-1] - MEAN_BGR for n in args.names])
+                                dtype)[..., ::-1] - np.asarray(VGGFACE2_MEAN_BGR, dtype)
+                     for n in args.names])
   x_jax = jnp.asarray(images)
   target = np.asarray(saliency.predict(model, variables, x_jax))
   torch_dtype = torch.float64 if args.float64 else torch.float32

@@ -15,23 +15,17 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 
-from gestaltxai import data, regions  # pylint: disable=wrong-import-position
+from gestaltxai import regions  # pylint: disable=wrong-import-position
+from gestaltxai.data import builders  # pylint: disable=wrong-import-position
 
 DEFAULT_NAMES = ('1.jpg', '10.jpg', '100.jpg', '103.jpg')
-
-
-def aligned_face(path: pathlib.Path, size: int = 224):
-  rgb = np.asarray(Image.open(path).convert('RGB'))
-  landmarks = data.detect_landmarks(rgb, name=str(path))
-  aligned, matrix = data.align(rgb, landmarks.five, size)
-  return aligned, data.transform_points(landmarks.points68, matrix)
 
 
 def draw(paths, out):
   fig, axes = plt.subplots(len(paths), 3, figsize=(9, 3 * len(paths)), squeeze=False)
   for row, path in zip(axes, paths):
-    face, points = aligned_face(path)
-    parsing = regions.landmark_parsing(points, face.shape[0])
+    example = builders.aligned_example(np.asarray(Image.open(path).convert('RGB')), str(path))
+    face, points, parsing = example['image'], example['points68'], example['parsing']
     boxes = regions.reference_region_boxes(parsing)
     row[0].imshow(face)
     row[0].scatter(points[:, 0], points[:, 1], s=3, c='yellow')

@@ -39,7 +39,7 @@ from PIL import Image
 
 from gestaltxai.data import synthetic
 from gestaltxai.data.align import align, transform_points, warp_affine
-from gestaltxai.data.detect import detect_landmarks
+from gestaltxai.data.detect import detect_landmarks, five_from_68
 from gestaltxai.regions.landmarks import landmark_parsing
 from gestaltxai.regions.maps import reference_region_map
 
@@ -292,10 +292,8 @@ class SyntheticFaces(FaceDatasetBuilder):
   def _process(self, item):
     name, label, index, folds = item
     face = synthetic.synthetic_face(self._seed, self._classes[label], index)
-    five = np.stack([face.points68[36:42].mean(0), face.points68[42:48].mean(0),
-                     face.points68[30], face.points68[48], face.points68[54]])
-    example = {'image': face.image, 'parsing': face.parsing, 'five': five,
-               'points68': face.points68}
+    example = {'image': face.image, 'parsing': face.parsing,
+               'five': five_from_68(face.points68), 'points68': face.points68}
     return _finish(example, label, name, folds)
 
 

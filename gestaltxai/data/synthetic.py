@@ -52,7 +52,6 @@ LIGHTING_STRENGTH = 0.25
 BLUR_SIGMA = 0.8
 NOISE_STD = 4.0
 
-_EYES = np.r_[36:48]
 _RIGHT = np.r_[17:22, 36:42]   # image-left brow and eye
 _LEFT = np.r_[22:27, 42:48]
 _MOUTH = np.r_[48:68]
