@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from gestaltxai import cli, data, regions
+from gestaltxai.cli import prepare as prepare_command
 from gestaltxai.data import builders, synthetic
 from gestaltxai.data.pipeline import FaceDataset, batches, flip_record
 from tests.test_faces import lstsq_similarity
@@ -153,7 +154,7 @@ def test_folder_builder_skips_broken_and_faceless_photos(tmp_path, fairface_dir)
   for fold in range(1, 6):
     parts = [set(ds.indices(fold, s)) for s in ('train', 'val', 'test')]
     assert set().union(*parts) == set(range(len(ds))) and sum(map(len, parts)) == len(ds)
-  summary = cli._summary(ds)  # pylint: disable=protected-access
+  summary = prepare_command.summary(ds)
   assert 'wall.jpg' in summary and 'fold-5' in summary
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.core import (DEFAULT_MAX_BATCH, chunk_size, chunked_sum,
-                                      input_gradient, per_image, result_dtype)
+from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.core import input_gradient, per_image, result_dtype
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {

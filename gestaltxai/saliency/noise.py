@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gestaltxai.saliency.core import DEFAULT_MAX_BATCH, chunk_size, chunked_sum, result_dtype
+from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
 
 # Statistic of the per-sample attributions a: (sum a, sum a^2, n) -> result.

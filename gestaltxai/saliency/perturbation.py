@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.core import (DEFAULT_MAX_BATCH, chunk_size, chunked_map, per_image,
-                                      result_dtype)
+from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_map
+from gestaltxai.saliency.core import per_image, result_dtype
 
 
 def _pair(value) -> tuple[int, int]:
