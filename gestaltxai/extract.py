@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.models.contract import explainable
 from gestaltxai.regions.coefficients import coefficients
 from gestaltxai.regions.maps import REFERENCE_REGIONS
 from gestaltxai.saliency.registry import METHODS, get_method, relevance_of
@@ -28,11 +29,12 @@ def explain_step(method, model, variables, images, regions, key, static_options=
 
   The predicted class is explained; ``regions`` (B, H, W) int labels.
   """
-  logits = model.apply(variables, images)
+  model = explainable(model)
+  logits = model.logits(variables, images)
   target = jnp.argmax(logits, axis=-1)
-  attribution = METHODS[method].fn(model, variables, images, target, key=key,
-                                   **dict(static_options))
-  coefs = coefficients(relevance_of(attribution), regions, num_regions)
+  entry = METHODS[method]
+  attribution = entry(model, variables, images, target, key=key, **dict(static_options))
+  coefs = coefficients(relevance_of(attribution, entry.space), regions, num_regions)
   return jax.nn.softmax(logits.astype(jnp.float32)), coefs
 
 

@@ -116,8 +116,17 @@ def test_stages_compose_and_bad_input_is_a_clear_error(tiny_resnet):
   np.testing.assert_allclose(model.apply(variables, mid, start='layer1'), full, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='NHWC'):
     model.apply(variables, jnp.zeros((2, 3, 32, 32)))
-  with pytest.raises(ValueError, match='224x224'):
-    ResNet50(2).init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
+  with pytest.raises(ValueError, match='pool_window=7 needs a 7x7 layer4'):
+    ResNet50(2, pool_window=7).init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
+  # By default the head averages globally: at 64 px, the mean of the 2x2 layer4.
+  small = ResNet50(2)
+  small_vars = small.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
+  x64 = jax.random.normal(jax.random.PRNGKey(1), (1, 64, 64, 3))
+  layer4 = small.apply(small_vars, x64, stop='layer4')
+  assert layer4.shape == (1, 2, 2, 2048)
+  fc = small_vars['params']['fc']
+  expected = np.asarray(layer4).mean(axis=(1, 2)) @ np.asarray(fc['kernel']) + np.asarray(fc['bias'])
+  np.testing.assert_allclose(small.apply(small_vars, x64), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_train_mode_batchnorm_matches_numpy_and_updates_running_stats(tiny_resnet):

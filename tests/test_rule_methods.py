@@ -136,7 +136,7 @@ def test_deeplift_sums_to_delta_without_max_pool():
   x = jax.random.normal(jax.random.PRNGKey(4), (3, 12, 12, 3))
   variables = randomize_batch_stats(model.init(jax.random.PRNGKey(5), x), jax.random.PRNGKey(6))
   target = jnp.array([0, 3, 2])
-  per_image = np.array([0.1, -0.2, 0.3], np.float32)
+  per_image = np.array([0.1, -0.2, 0.3], np.float32).reshape(3, 1, 1, 1)
   for baseline in (0.0, 0.3, per_image):
     attribution = saliency.attribute('deeplift', model, variables, x, target, baseline=baseline)
     filled = jnp.broadcast_to(jnp.asarray(baseline, x.dtype).reshape(-1, 1, 1, 1), x.shape)
@@ -152,7 +152,7 @@ def test_deeplift_shared_reference_equals_one_reference_per_image(tiny_resnet):
   target = jnp.array([0, 1, 4])
   shared = saliency.attribute('deeplift', model, variables, x, target, baseline=0.2)
   per_image = saliency.attribute('deeplift', model, variables, x, target,
-                                 baseline=np.full(3, 0.2, np.float32))
+                                 baseline=np.full((3, 1, 1, 1), 0.2, np.float32))
   np.testing.assert_allclose(shared, per_image, rtol=1e-5, atol=1e-7)
 
 

@@ -161,7 +161,7 @@ def test_occlusion_matches_a_brute_force_loop(tiny_resnet, images):
   expected = brute_force_occlusion(model, variables, np.asarray(images), target, 7, 4, 0.25)
   np.testing.assert_allclose(attribution[..., 0], expected, rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(attribution[..., 0], attribution[..., 2])
-  assert saliency.METHODS['occlusion'].cost({}, 224, 224) == (785, 0)
+  assert saliency.METHODS['occlusion'].passes(224, 224) == (785, 0)
 
 
 def torch_bicubic_reference(maps, out_h, out_w):

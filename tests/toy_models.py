@@ -1,5 +1,7 @@
 """Toy Flax models with the project's model interface and closed-form gradients."""
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -33,6 +35,7 @@ class TwoLayer(nn.Module):
   hidden: int = 7
   num_classes: int = 3
   rules: object = None
+  routes_rules: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, start='input', stop='logits'):
@@ -48,16 +51,14 @@ class ConvNoPool(nn.Module):
 
   num_classes: int = 4
   rules: object = None
-  perturb_outputs: bool = False
+  routes_rules: ClassVar[bool] = True
 
   @nn.compact
   def __call__(self, x, start='input', stop='logits'):
     from gestaltxai.models import GRADIENT
     from gestaltxai.models.resnet import ConvBN, Dense
     rules = self.rules or GRADIENT
-    h = rules.activation(ConvBN(6, 3, 1, 1, is_first=True, rules=rules, perturb_outputs=self.perturb_outputs,
-                                  name='conv1')(x))
-    h = rules.activation(ConvBN(8, 3, 2, 1, rules=rules, perturb_outputs=self.perturb_outputs,
-                                  name='conv2')(h))
+    h = rules.activation(ConvBN(6, 3, 1, 1, is_first=True, rules=rules, name='conv1')(x))
+    h = rules.activation(ConvBN(8, 3, 2, 1, rules=rules, name='conv2')(h))
     h = rules.average_pool(lambda a: a.mean(axis=(1, 2)), h)
     return Dense(self.num_classes, rules=rules, name='fc')(h)

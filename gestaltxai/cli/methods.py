@@ -1,17 +1,51 @@
-"""gestaltxai methods: the saliency methods, their options and cost."""
+"""gestaltxai methods: the saliency methods, what they need of the model, options and cost."""
 
 from __future__ import annotations
 
+#: Image side the printed costs are counted at (the VGGFace2 input).
+COST_IMAGE_SIZE = 224
+_HEADER = ('method', 'level', 'space', 'passes/img (fwd, bwd)', 'options (defaults)',
+           'reference names')
+
+
+def rows() -> list[tuple[str, ...]]:
+  """One row per registered method, lowest level first, as ``_HEADER`` names them."""
+  from gestaltxai.saliency import METHODS  # pylint: disable=import-outside-toplevel
+  ordered = sorted(METHODS.values(), key=lambda m: m.level)
+  return [(m.name, _needs(m), m.space,
+           '%d, %d' % m.passes(COST_IMAGE_SIZE, COST_IMAGE_SIZE),
+           ', '.join(f'{k}={v!r}' for k, v in m.options.items()) or '-',
+           ', '.join(m.reference_names) or '-') for m in ordered]
+
+
+def _needs(entry) -> str:
+  """'1 logits', '2 layers', '3 rules' or '3 layers + rules'."""
+  extra = sorted(c.name.lower() for c in entry.needs if c.value > 1)
+  return f'{entry.level} {" + ".join(extra) or "logits"}'
+
+
+def markdown() -> str:
+  """The table as Markdown (the README's copy is this output)."""
+  lines = ['| ' + ' | '.join(_HEADER) + ' |', '|' + '---|' * len(_HEADER)]
+  lines += ['| ' + ' | '.join(f'`{c}`' if i in (0, 4) and c != '-' else c
+                              for i, c in enumerate(row)) + ' |' for row in rows()]
+  return '\n'.join(lines)
+
 
 def run(args) -> None:
-  del args
-  from gestaltxai.saliency import METHODS
-  print(f'{"method":32s} {"space":6s} {"passes/image at 224 (fwd, bwd)":32s} reference names')
-  for name, method in METHODS.items():
-    cost = method.cost({}, 224, 224)
-    print(f'{name:32s} {method.space:6s} {str(cost):32s} {", ".join(method.reference_names)}')
+  if args.markdown:
+    print(markdown())
+    return
+  table = [_HEADER, *rows()]
+  widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER) - 1)]
+  for row in table:
+    print('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1])
+  print('\nlevel: what the model must provide (1 logits, 2 a split at named layers, 3 rule '
+        'support);\nlayer=None is the model\'s default layer; every method also takes key= and '
+        'dtype=.')
 
 
 def add_parser(commands) -> None:
-  methods = commands.add_parser('methods', help='list the saliency methods and their cost')
+  methods = commands.add_parser('methods', help='list the saliency methods, options and cost')
+  methods.add_argument('--markdown', action='store_true', help='print a Markdown table')
   methods.set_defaults(run=run)

@@ -5,24 +5,27 @@ This is the network of Cao et al. (VGGFace2, 2018) as converted from Caffe
 
 * the stride-2 of a bottleneck sits on its first 1x1 convolution;
 * the stem max-pool is 3x3, stride 2, no padding, ceil mode;
-* the head average-pools 7x7 with stride 1 and flattens (so the input is
-  224x224);
+* the head average-pools 7x7 with stride 1 and flattens, which at 224x224
+  is the global average; other input sizes average globally (set
+  ``pool_window=7`` to insist on 224);
 * BatchNorm uses eps 1e-5; inputs are BGR minus the channel mean.
 
-Two fields give saliency methods what they need without hooks:
+The module follows all three levels of the saliency contract
+(:mod:`gestaltxai.models.contract`) without hooks:
 
 * ``__call__(x, start=..., stop=...)`` runs any contiguous span of
   :data:`STAGES`, so a layer method computes ``stop='layer4'`` activations,
-  then differentiates ``start='layer4'`` from them.
+  then differentiates ``start='layer4'`` from them (``layers``,
+  ``default_layer``).
 * ``rules`` (:class:`~gestaltxai.models.rules.Rules`) decides what the
   backward pass of every activation, linear layer, residual sum and pool
-  computes; forward values never change.
+  computes; forward values never change (``routes_rules``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -38,7 +41,6 @@ BATCHNORM_EPS = 1e-5
 BATCHNORM_MOMENTUM = 0.1
 BOTTLENECK_EXPANSION = 4
 RESNET50_STAGE_SIZES = (3, 4, 6, 3)
-VGGFACE2_POOL_WINDOW = 7
 VGGFACE2_CLASSES = 8631
 
 #: Names of the points a forward pass can start from or stop at, in order.
@@ -72,14 +74,34 @@ def max_pool_ceil(x: Array, window: int, stride: int) -> Array:
   return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
 
 
+def batchnorm_affine(scale: Array, bias: Array, mean: Array, var: Array) -> tuple[Array, Array]:
+  """BatchNorm as the affine map it is: y * gain + shift, both (C,)."""
+  gain = scale * lax.rsqrt(var + BATCHNORM_EPS)
+  return gain, bias - mean * gain
+
+
+def probe_bias_output(module: nn.Module, output: Array, bias: Array) -> Array:
+  """Exposes a biased layer's output to FullGrad when ``module.rules.probe_biases``.
+
+  The output passes through ``perturb('output')`` (a zero ``perturbations``
+  variable given to ``apply`` yields its gradient) and the effective bias is
+  sown into the ``biases`` collection; off by default, so ``init`` stores no
+  batch-shaped zeros.
+  """
+  if not module.rules.probe_biases:
+    return output
+  module.sow('biases', 'bias', bias)
+  return module.perturb('output', output)
+
+
 class ConvBN(nn.Module):
   """A bias-free convolution and the BatchNorm after it (one PyTorch conv+bn pair).
 
   Parameters: ``kernel`` (kh, kw, in, out) float32, BatchNorm ``scale`` and
   ``bias`` (out,); ``batch_stats``: running ``mean`` and ``var`` (out,).
-  With ``perturb_outputs`` the output passes through ``perturb('output')``,
-  so a zero ``perturbations`` collection given to ``apply`` exposes its
-  gradient.
+  Training normalises with the batch's statistics and updates the running
+  ones; evaluation applies the running statistics as an affine map, folded
+  into the convolution when the rules ask for it (zennit's canonizers).
   """
 
   features: int
@@ -89,7 +111,6 @@ class ConvBN(nn.Module):
   is_first: bool = False
   rules: Rules = GRADIENT
   dtype: Any = jnp.float32
-  perturb_outputs: bool = False
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -99,41 +120,41 @@ class ConvBN(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (n,), jnp.float32)
     running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (n,), jnp.float32)
     running_var = self.variable('batch_stats', 'var', jnp.ones, (n,), jnp.float32)
-
-    pad = ((self.padding, self.padding),) * 2
-    strides = (self.stride, self.stride)
-
-    def conv(inputs, w):
-      return lax.conv_general_dilated(
-          inputs, w.astype(self.dtype), strides, pad,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
     rule = self.rules.first_layer if self.is_first else self.rules.conv
     x = x.astype(self.dtype)
     if train:
-      y = rule(conv, x, kernel, None)
-      y32 = y.astype(jnp.float32)
-      mean = y32.mean(axis=(0, 1, 2))
-      var = jnp.square(y32 - mean).mean(axis=(0, 1, 2))
-      if not self.is_initializing():
-        count = y.shape[0] * y.shape[1] * y.shape[2]
-        unbiased = var * count / max(count - 1, 1)
-        running_mean.value += BATCHNORM_MOMENTUM * (mean - running_mean.value)
-        running_var.value += BATCHNORM_MOMENTUM * (unbiased - running_var.value)
+      y = rule(self._conv, x, kernel, None)
+      mean, var = self._batch_statistics(y, running_mean, running_var)
+      gain, shift = batchnorm_affine(scale, bias, mean, var)
+      return y * gain.astype(self.dtype) + shift.astype(self.dtype)
+    gain, shift = batchnorm_affine(scale, bias, running_mean.value, running_var.value)
+    shift = shift.astype(self.dtype)
+    if self.rules.fold_batchnorm:
+      out = rule(self._conv, x, kernel * gain, shift)
     else:
-      mean, var = running_mean.value, running_var.value
-    gain = scale * lax.rsqrt(var + BATCHNORM_EPS)
-    shift = bias - mean * gain
-    if train:
-      out = y * gain.astype(self.dtype) + shift.astype(self.dtype)
-    elif self.rules.fold_batchnorm:
-      out = rule(conv, x, kernel * gain, shift.astype(self.dtype))
-    else:
-      out = self.rules.batchnorm(rule(conv, x, kernel, None), gain.astype(self.dtype),
-                                 shift.astype(self.dtype))
-    # The gradient of a zero perturbation is the gradient at this output
-    # (FullGrad's bias terms); off by default so init stores no batch-shaped zeros.
-    return self.perturb('output', out) if self.perturb_outputs else out
+      out = self.rules.batchnorm(rule(self._conv, x, kernel, None), gain.astype(self.dtype), shift)
+    return probe_bias_output(self, out, shift)
+
+  def _conv(self, inputs: Array, kernel: Array) -> Array:
+    pad = ((self.padding, self.padding),) * 2
+    return lax.conv_general_dilated(inputs, kernel.astype(self.dtype), (self.stride,) * 2, pad,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  def _batch_statistics(self, y: Array, running_mean, running_var) -> tuple[Array, Array]:
+    """The batch's mean and (biased) variance per channel; updates the running ones.
+
+    Over a batch sharded across devices these are the global batch's
+    statistics: the reductions run over the whole (global) array.
+    """
+    y32 = y.astype(jnp.float32)
+    mean = y32.mean(axis=(0, 1, 2))
+    var = jnp.square(y32 - mean).mean(axis=(0, 1, 2))
+    if not self.is_initializing():
+      count = y.shape[0] * y.shape[1] * y.shape[2]
+      unbiased = var * count / max(count - 1, 1)
+      running_mean.value += BATCHNORM_MOMENTUM * (mean - running_mean.value)
+      running_var.value += BATCHNORM_MOMENTUM * (unbiased - running_var.value)
+    return mean, var
 
 
 class Dense(nn.Module):
@@ -161,12 +182,11 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   rules: Rules = GRADIENT
   dtype: Any = jnp.float32
-  perturb_outputs: bool = False
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     act = self.rules.activation
-    kw = dict(rules=self.rules, dtype=self.dtype, perturb_outputs=self.perturb_outputs)
+    kw = dict(rules=self.rules, dtype=self.dtype)
     out_features = self.planes * BOTTLENECK_EXPANSION
     y = act(ConvBN(self.planes, 1, self.stride, 0, name='conv1', **kw)(x, train))
     y = act(ConvBN(self.planes, 3, 1, 1, name='conv2', **kw)(y, train))
@@ -183,24 +203,26 @@ class ResNet(nn.Module):
     num_classes: size of the head.
     stage_sizes: bottlenecks per stage (ResNet-50: 3, 4, 6, 3).
     width: channels of the stem (64); stage i has ``width * 2**i`` planes.
-    pool_window: the head's average-pool window (VGGFace2: 7, which needs
-      a 7x7 layer4, i.e. a 224x224 input); ``None`` averages globally.
+    pool_window: ``None`` (default) averages layer4 globally, which is the
+      VGGFace2 head's 7x7 average at 224x224; an int insists on a layer4 of
+      that size.
     dtype: compute dtype (parameters stay float32; logits are at least float32).
     rules: backward rules of every layer (the true gradient by default).
-    perturb_outputs: give every conv+BatchNorm output a 'perturbations'
-      variable, whose gradient is the gradient at that output.
   """
 
   num_classes: int
   stage_sizes: Sequence[int] = RESNET50_STAGE_SIZES
   width: int = 64
-  pool_window: Optional[int] = VGGFACE2_POOL_WINDOW
+  pool_window: Optional[int] = None
   dtype: Any = jnp.float32
   rules: Rules = GRADIENT
-  perturb_outputs: bool = False
+
+  #: Level 3 of the saliency contract: every activation, linear map,
+  #: residual sum and pool runs through ``rules``.
+  routes_rules: ClassVar[bool] = True
 
   def setup(self):
-    kw = dict(rules=self.rules, dtype=self.dtype, perturb_outputs=self.perturb_outputs)
+    kw = dict(rules=self.rules, dtype=self.dtype)
     self.conv1 = ConvBN(self.width, 7, 2, 3, is_first=True, **kw)
     # Blocks are attributes named as PyTorch numbers them ('layer1_0' for
     # 'layer1.0'), which keeps the parameter tree readable and the port simple.
@@ -220,9 +242,9 @@ class ResNet(nn.Module):
     window = self.pool_window
     if window is not None and x.shape[1:3] != (window, window):
       raise ValueError(
-          f'the VGGFace2 head average-pools a {window}x{window} layer4 (a 224x224 '
-          f'input); got layer4 of {x.shape[1]}x{x.shape[2]}. Resize the input, or '
-          'build the model with pool_window=None for global average pooling.')
+          f'pool_window={window} needs a {window}x{window} layer4; got '
+          f'{x.shape[1]}x{x.shape[2]}. Resize the input, or leave pool_window=None '
+          '(global average pooling, the same at 224x224).')
     # A window-sized average pool with stride 1 is the mean over the map.
     return self.rules.average_pool(lambda h: h.mean(axis=(1, 2)), x)
 
@@ -262,6 +284,16 @@ class ResNet(nn.Module):
     for name in stages[first + 1:last + 1]:
       x = stage_fns[name](x, train)
     return x
+
+  @property
+  def layers(self) -> tuple[str, ...]:
+    """The layers saliency methods may split the network at (level 2 of the contract)."""
+    return tuple(f'layer{i + 1}' for i in range(len(self.stage_sizes)))
+
+  @property
+  def default_layer(self) -> str:
+    """The last stage (layer4 of ResNet-50), where Grad-CAM looks by default."""
+    return self.layers[-1]
 
   @property
   def stage_names(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ forward value must be ``apply_fn(x, kernel) + bias``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -57,6 +58,8 @@ class Rules:
       ``(y, gain, shift) -> y * gain + shift``.
     fold_batchnorm: merge eval-mode BatchNorm into the convolution before
       it, so the linear rule sees one affine layer (zennit's canonizers).
+    probe_biases: expose each biased layer's output and effective bias
+      (FullGrad; see :func:`gestaltxai.models.resnet.probe_bias_output`).
   """
 
   activation: Callable[[Array], Array] = jax.nn.relu
@@ -68,6 +71,7 @@ class Rules:
   max_pool: Callable = plain_pool
   batchnorm: Callable[[Array, Array, Array], Array] = plain_batchnorm
   fold_batchnorm: bool = False
+  probe_biases: bool = False
 
   @property
   def first_layer(self) -> LinearRule:
@@ -75,3 +79,25 @@ class Rules:
 
 
 GRADIENT = Rules()
+
+
+@functools.lru_cache(maxsize=None)
+def softplus(beta: float = 10.0) -> Callable[[Array], Array]:
+  """A smooth stand-in for ReLU, softplus(beta x) / beta, for ``Rules(activation=...)``.
+
+  For studies that differentiate through saliency maps (attacks on
+  explanations, second-order analyses): through ReLU the gradient of a
+  gradient map with respect to the input is zero almost everywhere, through
+  softplus it is not. It changes the forward values too (a different,
+  smoother network that approaches ReLU as ``beta`` grows), so use it to
+  study maps, not to report them. Cached per ``beta`` so models that use it
+  compare equal and compile once.
+  """
+  if beta <= 0:
+    raise ValueError(f'softplus needs beta > 0, got {beta}')
+
+  def activation(x):
+    return jax.nn.softplus(beta * x) / beta
+
+  activation.__name__ = f'softplus_{beta:g}'
+  return activation

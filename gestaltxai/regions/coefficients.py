@@ -21,7 +21,7 @@ def coefficients(relevance: Array, labels: Array, num_regions: int) -> Array:
     num_regions: number of region ids (column k is label k).
 
   Returns:
-    (B, num_regions) float32: sum of relevance over the pixels of label k
+    (B, num_regions) float32 (float64 for float64 relevance): sum of relevance over the pixels of label k
     divided by their count (the reference's coefficient_r); NaN where an
     image has no pixel of label k.
   """
@@ -35,7 +35,7 @@ def coefficients(relevance: Array, labels: Array, num_regions: int) -> Array:
   # pixels go to an extra segment that is dropped.
   offsets = jnp.arange(batch, dtype=jnp.int32)[:, None, None] * num_regions
   segments = jnp.where(valid, labels + offsets, batch * num_regions).ravel()
-  values = relevance.astype(jnp.float32).ravel()
+  values = relevance.astype(jnp.promote_types(relevance.dtype, jnp.float32)).ravel()
   num_segments = batch * num_regions + 1
   sums = jax.ops.segment_sum(values, segments, num_segments)[:-1]
   counts = jax.ops.segment_sum(jnp.ones_like(values), segments, num_segments)[:-1]

@@ -1,7 +1,12 @@
-"""Saliency methods: pure, jit-able functions registered by name in ``METHODS``."""
+"""Saliency methods: pure, jit-able functions registered by name in ``METHODS``.
 
+Each family module declares its methods next to their functions; importing
+this package fills the table.
+"""
+
+from gestaltxai.models.contract import (Capability, Explainable, FunctionalModel,
+                                        ModelContractError, explainable)
 from gestaltxai.saliency.cam import grad_cam, grad_cam_plus_plus, hires_cam
-from gestaltxai.saliency.rescale import deeplift, layer_deeplift
 from gestaltxai.saliency.full_gradient import fullgrad
 from gestaltxai.saliency.gradients import gradient, input_x_gradient, integrated_gradients
 from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_beta1,
@@ -10,13 +15,16 @@ from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_bet
 from gestaltxai.saliency.noise import noise_tunnel, smoothgrad, squaregrad, vargrad
 from gestaltxai.saliency.perturbation import occlusion
 from gestaltxai.saliency.propagation import deconvnet, guided_backprop, guided_grad_cam
-from gestaltxai.saliency.registry import (METHODS, Method, aliases, attribute, compiled, get_method,
-                                          predict, register, relevance, relevance_of)
+from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, aliases, attribute,
+                                          compiled, declare, get_method, method, predict,
+                                          register, relevance, relevance_of)
+from gestaltxai.saliency.rescale import deeplift, layer_deeplift
 
-__all__ = ['METHODS', 'Method', 'aliases', 'attribute', 'compiled', 'deconvnet', 'deeplift',
-           'excitation_backprop', 'fullgrad', 'get_method', 'grad_cam', 'grad_cam_plus_plus',
-           'gradient', 'guided_backprop', 'guided_grad_cam', 'hires_cam', 'input_x_gradient',
-           'integrated_gradients', 'layer_deeplift', 'lrp_epsilon_alpha2_beta1',
-           'lrp_epsilon_alpha2_beta1_flat', 'lrp_epsilon_plus', 'lrp_epsilon_plus_flat',
-           'noise_tunnel', 'occlusion', 'predict', 'register', 'relevance', 'relevance_of',
-           'smoothgrad', 'squaregrad', 'vargrad']
+__all__ = ['METHODS', 'Capability', 'CompiledMethod', 'Explainable', 'FunctionalModel', 'Method',
+           'ModelContractError', 'aliases', 'attribute', 'compiled', 'deconvnet', 'declare',
+           'deeplift', 'excitation_backprop', 'explainable', 'fullgrad', 'get_method',
+           'grad_cam', 'grad_cam_plus_plus', 'gradient', 'guided_backprop', 'guided_grad_cam',
+           'hires_cam', 'input_x_gradient', 'integrated_gradients', 'layer_deeplift',
+           'lrp_epsilon_alpha2_beta1', 'lrp_epsilon_alpha2_beta1_flat', 'lrp_epsilon_plus',
+           'lrp_epsilon_plus_flat', 'method', 'noise_tunnel', 'occlusion', 'predict', 'register',
+           'relevance', 'relevance_of', 'smoothgrad', 'squaregrad', 'vargrad']

@@ -2,14 +2,18 @@
 
 Each method returns (B, H, W) float32 at the input size (bicubic, as Captum's
 ``LayerAttribution.interpolate(..., 'bicubic')``). Cost: one forward and a
-backward down to ``layer`` only.
+backward down to ``layer`` only. ``layer`` defaults to the model's own
+``default_layer`` (layer4 of the ResNet); the model must split at named
+layers (level 2 of the contract).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from gestaltxai.models.contract import Capability
 from gestaltxai.saliency.core import layer_activations_and_gradients
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's stabiliser in the Grad-CAM++ alpha denominator.
@@ -40,33 +44,36 @@ def hires_cam_weights(activations, gradients):
   return gradients
 
 
-def layer_cam(model, variables, x, target, weights_fn, layer='layer4'):
+def layer_cam(model, variables, x, target, weights_fn, layer=None):
   """sum_c weights_c * A_c at the layer's resolution, (B, h, w) at least float32."""
+  layer = model.check_layer(layer)
   activations, gradients = layer_activations_and_gradients(model, variables, x, target, layer)
   return (weights_fn(activations, gradients) * activations).sum(-1)
 
 
-def _cam_method(name, weights_fn, doc):
-  def method(model, variables, x, target, *, key=None, layer='layer4', relu=False):
+def _cam_method(name, reference_name, weights_fn, doc):
+  def cam_method(model, variables, x, target, *, key=None, layer=None, relu=False):
     del key
     cam = layer_cam(model, variables, x, target, weights_fn, layer)
     cam = jnp.maximum(cam, 0.0) if relu else cam
     return upsample(cam, x.shape[1:3], 'bicubic')
 
-  method.__name__, method.__doc__ = name, doc
-  return method
+  cam_method.__name__, cam_method.__doc__ = name, doc
+  return method(name, reference_name, space='layer', needs=(Capability.LAYERS,),
+                cost=(1, 1))(cam_method)
 
 
-grad_cam = _cam_method('grad_cam', grad_cam_weights, """Grad-CAM of ``layer``, (B, H, W) float32.
+grad_cam = _cam_method('grad_cam', 'LayerGradCam', grad_cam_weights, """Grad-CAM of ``layer``, (B, H, W) float32.
 
 sum_c mean_hw(G)_c A_c without a ReLU (``relu=True`` adds one): Captum's
 ``LayerGradCam(model, model.layer4)`` and bicubic interpolation, the reference's.
 """)
-grad_cam_plus_plus = _cam_method('grad_cam_plus_plus', grad_cam_plus_plus_weights, """Grad-CAM++ of ``layer``, (B, H, W) float32.
+grad_cam_plus_plus = _cam_method(
+    'grad_cam_plus_plus', 'GradCAMPlusPlus', grad_cam_plus_plus_weights, """Grad-CAM++ of ``layer``, (B, H, W) float32.
 
 pytorch-grad-cam's weights (see :func:`grad_cam_plus_plus_weights`); that
 library also applies a ReLU and min-max scaling: ``relu=True`` gives the first,
 and coefficients compare maps within an image, which scaling does not change.
 """)
-hires_cam = _cam_method('hires_cam', hires_cam_weights,
+hires_cam = _cam_method('hires_cam', 'HiResCAM', hires_cam_weights,
                         """HiResCAM of ``layer``, (B, H, W) float32: sum_c G_c * A_c.""")

@@ -1,14 +1,15 @@
-"""What every saliency method shares: the signature, scores, gradients, chunking.
+"""What every saliency method shares: scores, gradients, baselines.
 
-A method is a pure, jit-able function::
+A method's function is pure and jit-able::
 
     fn(model, variables, x, target, *, key, **options) -> attribution
 
-``model`` is a Flax module whose ``apply(variables, h, start=..., stop=...)``
-runs a span of its stages (:class:`gestaltxai.models.ResNet`); ``x`` is
-(B, H, W, 3) float; ``target`` is (B,) int; ``key`` a ``jax.random`` key
-(unused by deterministic methods). Input-space methods return (B, H, W, 3),
-layer methods (B, H, W), float32 (float64 for float64 inputs).
+``model`` is an :class:`~gestaltxai.models.contract.Explainable` (the registry
+adapts what the user gives and checks it provides what the method needs);
+``x`` is (B, H, W, C) float; ``target`` is (B,) int; ``key`` a ``jax.random``
+key (unused by deterministic methods). Input-space methods return
+(B, H, W, C), layer methods (B, H, W), region methods (B, num_regions),
+float32 (float64 for float64 inputs).
 
 Images are independent in eval mode, so the gradient of the *sum* over the
 batch of each image's target logit is every image's own gradient: one
@@ -17,51 +18,76 @@ backward pass serves the whole batch.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
+
 
 def result_dtype(x: Array):
   """Attributions are at least float32, and float64 for a float64 input."""
   return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def target_score(model, variables, target: Array, start: str = 'input') -> Callable[[Array], Array]:
-  """h -> sum over the batch of each image's target logit, from stage ``start``.
+def gather_targets(logits: Array, target: Array) -> Array:
+  """(B, K) logits, (B,) classes -> (B,) the target logit of each image."""
+  return jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
 
-  Only the first ``len(target)`` rows of ``h`` are explained; rows after them
-  (DeepLIFT's references) take part in the forward pass but not the score.
+
+def predicted_class(model, variables, x: Array) -> Array:
+  """(B,) int32: the class each image is predicted as (what the reference explains)."""
+  return jnp.argmax(model.logits(variables, x), axis=-1).astype(jnp.int32)
+
+
+def target_score(model, variables, target: Array,
+                 layer: Optional[str] = None) -> Callable[[Array], Array]:
+  """h -> sum over the batch of each image's target logit.
+
+  ``h`` is images, or the activations at ``layer`` (then the model's head
+  runs from there). Only the first ``len(target)`` rows of ``h`` are
+  explained; rows after them (DeepLIFT's references) take part in the
+  forward pass but not the score.
   """
 
   def score(h):
-    logits = model.apply(variables, h, start=start)[:target.shape[0]]
-    return jnp.take_along_axis(logits, target[:, None], axis=1).sum()
+    logits = model.logits(variables, h) if layer is None else model.head(variables, h, layer)
+    return gather_targets(logits[:target.shape[0]], target).sum()
 
   return score
 
 
 def input_gradient(model, variables, x: Array, target: Array) -> Array:
-  """d logit[target] / d x, (B, H, W, 3) in x's dtype: one forward, one backward."""
+  """d logit[target] / d x, (B, H, W, C) in x's dtype: one forward, one backward."""
   return jax.grad(target_score(model, variables, target))(x)
 
 
 def layer_activations_and_gradients(model, variables, x: Array, target: Array,
                                     layer: str) -> tuple[Array, Array]:
   """Activations A at ``layer`` and d logit[target] / d A, both (B, h, w, C), at least float32."""
-  activations = model.apply(variables, x, stop=layer)
-  gradients = jax.grad(target_score(model, variables, target, start=layer))(activations)
+  activations = model.features(variables, x, layer)
+  gradients = jax.grad(target_score(model, variables, target, layer))(activations)
   dtype = result_dtype(activations)
   return activations.astype(dtype), gradients.astype(dtype)
 
 
-def per_image(value, x: Array) -> Array:
-  """A scalar, (B,) or image-shaped value broadcast to x's shape (B, H, W, C)."""
-  value = jnp.asarray(value, x.dtype)
-  if value.ndim == 1 and value.shape[0] == x.shape[0]:
-    value = value[:, None, None, None]
-  return jnp.broadcast_to(value, x.shape)
+def broadcast_baseline(value, x: Array, name: str = 'baseline') -> Array:
+  """A reference input broadcast to x's shape (B, H, W, C), by NumPy's rules alone.
 
-
+  A scalar fills everything; (C,) is one value per channel; (H, W, C) one
+  image for all; (B, 1, 1, 1) one value per image; (B, H, W, C) one image
+  each. Nothing is guessed from sizes: a (B,) vector is refused, since at
+  B = C it would read as per-channel.
+  """
+  shape = tuple(np.shape(value))
+  try:
+    broadcast = np.broadcast_shapes(shape, x.shape)
+  except ValueError:
+    broadcast = None
+  if broadcast != tuple(x.shape):
+    raise ValueError(f'{name} of shape {shape} does not broadcast to the images {x.shape}; give '
+                     'a scalar, (C,) per channel, (B, 1, 1, 1) per image, or an image-shaped '
+                     'array')
+  return jnp.broadcast_to(jnp.asarray(value, x.dtype), x.shape)

@@ -5,8 +5,10 @@ The input-gradient term |x * d f / d x| plus, for every layer with a bias
 sqrt(var + eps)), |bias * d f / d output|. Every channel map is min-max
 scaled (x - min) / (max - min + 1e-7), bias maps are upsampled bilinearly to
 the input size and summed over channels, and the sum of all terms is
-min-max scaled once more. Cost: 1 forward + 1 backward; intermediate
-gradients come from the model's ``perturbations`` (``perturb_outputs=True``).
+min-max scaled once more. Cost: 1 forward + 1 backward; the gradient at each
+biased output comes from Flax's ``perturb`` and the biases from ``sow``,
+which the model's layers do under ``Rules(probe_biases=True)``
+(:func:`gestaltxai.models.resnet.probe_bias_output`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from gestaltxai.models.resnet import BATCHNORM_EPS
-from gestaltxai.saliency.core import result_dtype
+from gestaltxai.models.contract import Capability, LinenModel, ModelContractError
+from gestaltxai.models.rules import Rules
+from gestaltxai.saliency.core import gather_targets, result_dtype
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's scale_cam_image denominator offset.
 SCALE_EPS = 1e-7
+_PROBES = Rules(probe_biases=True)
 
 
 def _min_max(maps, axes):
@@ -28,38 +33,42 @@ def _min_max(maps, axes):
   return shifted / (SCALE_EPS + shifted.max(axis=axes, keepdims=True))
 
 
-def _effective_bias(variables, module_path):
-  params, stats = variables['params'], variables['batch_stats']
-  for name in module_path:
-    params, stats = params[name], stats[name]
-  gain = params['scale'] * jax.lax.rsqrt(stats['var'] + BATCHNORM_EPS)
-  return params['bias'] - stats['mean'] * gain
-
-
 def fullgrad_terms(model, variables, x, target):
   """The full-gradient decomposition of the target logit, before any scaling.
 
   Returns:
-    ``(input_term, bias_terms)``: x * d f / d x, (B, H, W, 3), and
-    {module path: bias * d f / d output, (B, h, w, C)} for every BatchNorm.
-    For a piecewise-linear network (ReLU, max pool, eval BatchNorm) their
-    sum plus the head's bias is the logit itself (completeness).
+    ``(input_term, bias_terms)``: x * d f / d x, (B, H, W, C), and
+    {module path: bias * d f / d output, (B, h, w, C)} for every biased layer
+    that exposes itself (each conv + BatchNorm of the ResNet, whose bias is
+    beta - mean * gamma / sqrt(var + eps)). For a piecewise-linear network
+    (ReLU, max pool, eval BatchNorm) their sum plus the head's bias is the
+    logit itself (completeness).
   """
-  model = model.clone(perturb_outputs=True)
-  variables = {k: v for k, v in variables.items() if k != 'perturbations'}
-  shapes = jax.eval_shape(lambda: model.apply(variables, x, mutable=['perturbations'])[1])
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes['perturbations'])
+  if not isinstance(model, LinenModel):
+    raise ModelContractError(
+        f'fullgrad reads each biased layer through Flax perturb/sow: it needs a Flax linen '
+        f'module, got {model.describe()}')
+  module = model.with_rules(_PROBES).module
+  variables = {k: v for k, v in variables.items() if k not in ('perturbations', 'biases')}
+  _, probes = module.apply(variables, x, mutable=['perturbations', 'biases'])
+  if not probes.get('perturbations'):
+    raise ModelContractError(
+        f'{model.describe()} exposes no biased layer under Rules(probe_biases=True): route '
+        'each biased output through gestaltxai.models.resnet.probe_bias_output for fullgrad')
+  zeros = jax.tree.map(jnp.zeros_like, probes['perturbations'])
 
   def score(images, perturbations):
-    logits = model.apply({**variables, 'perturbations': perturbations}, images)
-    return jnp.take_along_axis(logits, target[:, None], axis=1).sum()
+    logits = module.apply({**variables, 'perturbations': perturbations}, images)
+    return gather_targets(logits, target).sum()
 
   input_grad, output_grads = jax.grad(score, argnums=(0, 1))(x, zeros)
-  bias_terms = {path[:-1]: _effective_bias(variables, path[:-1]) * grad
+  biases = traverse_util.flatten_dict(probes['biases'])
+  bias_terms = {path[:-1]: biases[(*path[:-1], 'bias')][0] * grad
                 for path, grad in traverse_util.flatten_dict(output_grads).items()}
   return x * input_grad, bias_terms
 
 
+@method('fullgrad', 'FullGrad', space='layer', needs=(Capability.RULES,), cost=(1, 1))
 def fullgrad(model, variables, x, target, *, key=None):
   """FullGrad saliency, (B, H, W) float32 in [0, 1]."""
   del key

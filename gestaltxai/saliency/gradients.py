@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
-from gestaltxai.saliency.core import input_gradient, per_image, result_dtype
+from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
+from gestaltxai.saliency.registry import method, one_of, positive_int
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {
@@ -32,6 +33,7 @@ def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
   return INTEGRATION_RULES[rule](steps)
 
 
+@method('gradient', 'Gradient', cost=(1, 1))
 def gradient(model, variables, x, target, *, key=None):
   """d logit[target] / d x, (B, H, W, 3) float32. Cost: 1 forward + 1 backward.
 
@@ -42,12 +44,18 @@ def gradient(model, variables, x, target, *, key=None):
   return input_gradient(model, variables, x, target)
 
 
+@method('input_x_gradient', 'InputXGradient', cost=(1, 1))
 def input_x_gradient(model, variables, x, target, *, key=None):
   """x * d logit[target] / d x, (B, H, W, 3) float32 (Captum ``InputXGradient``)."""
   del key
   return x.astype(result_dtype(x)) * input_gradient(model, variables, x, target)
 
 
+@method('integrated_gradients', 'IntegratedGradients',
+        cost=lambda options, height, width: (options['steps'], options['steps']),
+        traced=('baseline',),
+        checks={'steps': positive_int, 'rule': one_of(INTEGRATION_RULES),
+                'max_batch': positive_int})
 def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
                          rule='riemann_right', baseline=0.0, max_batch=DEFAULT_MAX_BATCH):
   """Integrated gradients, (B, H, W, 3) float32. Cost: ``steps`` x (forward + backward).
@@ -59,13 +67,14 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
   ``gausslegendre`` (Captum's default) as well.
 
   Args:
-    baseline: scalar, (B,) or image-shaped, in the model's input space.
+    baseline: in the model's input space; a scalar, (C,), (B, 1, 1, 1) or
+      image-shaped (see :func:`~gestaltxai.saliency.core.broadcast_baseline`).
     max_batch: the most images per pass; steps run in chunks of
       ``max_batch // B`` inside one scan.
   """
   del key
   alphas, weights = integration_points(rule, steps)
-  baseline = per_image(baseline, x)
+  baseline = broadcast_baseline(baseline, x)
   delta = x - baseline
 
   def weighted_gradient(point):

@@ -29,8 +29,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules, plain_batchnorm
 from gestaltxai.saliency.core import input_gradient
+from gestaltxai.saliency.registry import method
 
 #: zennit's defaults for epsilon and for every rule's stabiliser.
 DEFAULT_EPSILON = 1e-6
@@ -227,28 +229,35 @@ def excitation_backprop_rules(canonize: bool = True,
       fold_batchnorm=canonize)
 
 
-def _composite_method(name, conv, flat_first):
-  def method(model, variables, x, target, *, key=None, canonize=True, epsilon=DEFAULT_EPSILON,
-             stabilizer=DEFAULT_STABILIZER):
+def _composite_method(name, reference_name, zennit_name, conv, flat_first):
+  def composite(model, variables, x, target, *, key=None, canonize=True, epsilon=DEFAULT_EPSILON,
+                stabilizer=DEFAULT_STABILIZER):
     del key
     rules = lrp_composite(conv, flat_first, canonize, float(epsilon), float(stabilizer))
-    return input_gradient(model.clone(rules=rules), variables, x, target)
+    return input_gradient(model.with_rules(rules), variables, x, target)
 
-  method.__name__ = name
-  method.__doc__ = (f'zennit ``{name}`` relevance at the input, (B, H, W, 3). Cost: 1 forward + '
-                    '1 backward (the rules re-run each linear map in the backward pass).')
-  return method
-
-
-lrp_epsilon_plus = _composite_method('EpsilonPlus', 'zplus', False)
-lrp_epsilon_plus_flat = _composite_method('EpsilonPlusFlat', 'zplus', True)
-lrp_epsilon_alpha2_beta1 = _composite_method('EpsilonAlpha2Beta1', 'alpha2_beta1', False)
-lrp_epsilon_alpha2_beta1_flat = _composite_method('EpsilonAlpha2Beta1Flat', 'alpha2_beta1', True)
+  composite.__name__ = name
+  composite.__doc__ = (f'zennit ``{zennit_name}`` relevance at the input, (B, H, W, 3). Cost: 1 '
+                       'forward + 1 backward (the rules re-run each linear map in the backward '
+                       'pass).')
+  return method(name, reference_name, needs=(Capability.RULES,), cost=(1, 1))(composite)
 
 
+lrp_epsilon_plus = _composite_method('lrp_epsilon_plus', 'LRP-EpsilonPlus', 'EpsilonPlus', 'zplus',
+                                     False)
+lrp_epsilon_plus_flat = _composite_method('lrp_epsilon_plus_flat', 'LRP-EpsilonPlusFlat',
+                                          'EpsilonPlusFlat', 'zplus', True)
+lrp_epsilon_alpha2_beta1 = _composite_method('lrp_epsilon_alpha2_beta1', 'LRP-EpsilonAlpha2Beta1',
+                                             'EpsilonAlpha2Beta1', 'alpha2_beta1', False)
+lrp_epsilon_alpha2_beta1_flat = _composite_method(
+    'lrp_epsilon_alpha2_beta1_flat', 'LRP-EpsilonAlpha2Beta1Flat', 'EpsilonAlpha2Beta1Flat',
+    'alpha2_beta1', True)
+
+
+@method('excitation_backprop', 'ExcitationBackprop', needs=(Capability.RULES,), cost=(1, 1))
 def excitation_backprop(model, variables, x, target, *, key=None, canonize=True,
                         stabilizer=DEFAULT_STABILIZER):
   """Excitation backprop (Zhang et al. 2016) as zennit's composite, (B, H, W, 3)."""
   del key
   rules = excitation_backprop_rules(canonize, float(stabilizer))
-  return input_gradient(model.clone(rules=rules), variables, x, target)
+  return input_gradient(model.with_rules(rules), variables, x, target)

@@ -1,12 +1,13 @@
 """The noise family: SmoothGrad, SquareGrad and VarGrad as one wrapper over any method.
 
 :func:`noise_tunnel` turns a method into its noisy average; it composes over
-functions (``noise_tunnel(integrated_gradients, 'mean')`` works as well) and
-never looks at method names.
+registered methods (``noise_tunnel(integrated_gradients, 'mean')`` works as
+well) and never looks at method names.
 """
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,8 @@ import jax.numpy as jnp
 from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
+from gestaltxai.saliency.registry import (Method, get_method, non_negative, optional,
+                                          positive_int, register)
 
 # Statistic of the per-sample attributions a: (sum a, sum a^2, n) -> result.
 REDUCTIONS = {
@@ -21,6 +24,11 @@ REDUCTIONS = {
     'mean_square': lambda s1, s2, n: s2 / n,
     'variance': lambda s1, s2, n: s2 / n - jnp.square(s1 / n),
 }
+
+
+#: The options a noise tunnel adds to the method it wraps, with their defaults.
+NOISE_OPTIONS = {'samples': 20, 'noise_level': 0.1, 'sigma': None, 'clean_last': None,
+                 'max_batch': DEFAULT_MAX_BATCH}
 
 
 def noise_sigma(x, noise_level=0.1, sigma=None):
@@ -36,28 +44,42 @@ def noise_sigma(x, noise_level=0.1, sigma=None):
   return (noise_level * span).astype(result_dtype(x))
 
 
-def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
-  """A method that averages ``base`` over noisy copies of the input.
+def noise_tunnel(base, reduction: str, *, name: Optional[str] = None,
+                 clean_last_default: bool = False, reference_names: Sequence[str] = ()) -> Method:
+  """A method that reduces ``base`` over noisy copies of the input.
 
   Args:
-    base: any method ``fn(model, variables, x, target, *, key, **options)``.
+    base: any :class:`~gestaltxai.saliency.registry.Method` (or its name);
+      the result takes its options too, needs what it needs and costs
+      ``samples`` times what it costs.
     reduction: 'mean' (SmoothGrad), 'mean_square' (SquareGrad, Captum's
       smoothgrad_sq) or 'variance' (VarGrad).
+    name: the new method's name (default ``<reduction>_noise_<base>``).
     clean_last_default: whether the last of the samples is the clean input
       when the caller does not say (zennit's SmoothGrad does this, so that
       one sample equals the gradient; Captum's NoiseTunnel does not).
 
   Returns:
-    ``fn(model, variables, x, target, *, key, samples=20, noise_level=0.1,
-    sigma=None, clean_last=None, max_batch=..., **base_options)``; cost:
-    ``samples`` x the cost of ``base``.
+    a Method (not registered: :func:`~gestaltxai.saliency.registry.register`
+    adds it to the table) with options ``samples=20, noise_level=0.1,
+    sigma=None, clean_last=None, max_batch`` and those of ``base``.
   """
+  base = get_method(base)
+  if reduction not in REDUCTIONS:
+    raise ValueError(f'reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}')
   reduce = REDUCTIONS[reduction]
+  clashing = (set(NOISE_OPTIONS) - {'max_batch'}) & set(base.options)
+  if clashing:
+    raise ValueError(f'{base.name} has options {sorted(clashing)} of its own; it cannot be '
+                     'wrapped in a noise tunnel')
+  # A base that chunks its own passes (integrated gradients) gets max_batch and
+  # sees one noisy sample at a time, so max_batch still bounds the images per pass.
+  base_chunks = 'max_batch' in base.options
 
-  def method(model, variables, x, target, *, key=None, samples=20, noise_level=0.1,
-             sigma=None, clean_last=None, max_batch=DEFAULT_MAX_BATCH, **base_options):
-    if key is None:
-      raise ValueError('noise methods need a key: pass key=jax.random.PRNGKey(...)')
+  def noisy(model, variables, x, target, *, key, samples, noise_level, sigma, clean_last,
+            max_batch, **base_options):
+    if base_chunks:
+      base_options['max_batch'] = max_batch
     clean_last = clean_last_default if clean_last is None else clean_last
     std = noise_sigma(x, noise_level, sigma)
     keys = jax.random.split(key, samples)
@@ -67,31 +89,45 @@ def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
     def one_sample(sample):
       sample_key, scale = sample
       noise = jax.random.normal(sample_key, x.shape, result_dtype(x)) * std * scale
-      attribution = base(model, variables, x + noise.astype(x.dtype), target, key=sample_key,
-                         **base_options)
+      attribution = base.fn(model, variables, x + noise.astype(x.dtype), target, key=sample_key,
+                            **base_options)
       return attribution, jnp.square(attribution)
 
-    chunk = chunk_size(samples, x.shape[0], max_batch)
+    chunk = 1 if base_chunks else chunk_size(samples, x.shape[0], max_batch)
     total, total_sq = chunked_sum(one_sample, (keys, scales), chunk)
     return reduce(total, total_sq, samples)
 
-  method.__name__ = f'noise_tunnel_{reduction}_{getattr(base, "__name__", "method")}'
-  method.__doc__ = (f'{reduction} of ``{getattr(base, "__name__", "base")}`` over noisy inputs; '
-                    'see :func:`noise_tunnel`.')
-  return method
+  noisy.__name__ = name or f'{reduction}_noise_{base.name}'
+  noisy.__doc__ = (f'The {reduction} of ``{base.name}`` over noisy inputs (see '
+                   ':func:`noise_tunnel`).')
+  return Method(
+      name=noisy.__name__, fn=noisy, space=base.space, needs=base.needs,
+      options={**base.options, **NOISE_OPTIONS},
+      traced=frozenset({'noise_level', 'sigma'}) | base.traced,
+      cost=lambda o, h, w: tuple(o['samples'] * n for n in base.cost(o, h, w)),
+      checks={'samples': positive_int, 'noise_level': non_negative,
+              'sigma': optional(non_negative), 'max_batch': positive_int, **base.checks},
+      reference_names=tuple(reference_names))
 
 
-smoothgrad = noise_tunnel(gradient, 'mean', clean_last_default=True)
-smoothgrad.__doc__ = """SmoothGrad, (B, H, W, 3) float32. Cost: ``samples`` x (forward + backward).
+def _documented(entry: Method, doc: str) -> Method:
+  entry.fn.__doc__ = doc
+  return entry
+
+
+smoothgrad = register(_documented(noise_tunnel(
+    gradient, 'mean', name='smoothgrad', clean_last_default=True, reference_names=('SmoothGrad',)),
+    """SmoothGrad, (B, H, W, 3) float32. Cost: ``samples`` x (forward + backward).
 
 The mean gradient over ``samples`` inputs x + N(0, sigma^2), sigma =
 ``noise_level`` x (max - min) of each image, the last sample noise-free:
 zennit's ``SmoothGrad(noise_level=0.1, n_iter=20)``, the reference's. With an
 absolute ``sigma`` every sample is noisy (Captum ``NoiseTunnel(Saliency)``
 without abs, ``stdevs=sigma``); ``clean_last`` overrides either way.
-"""
-squaregrad = noise_tunnel(gradient, 'mean_square')
-squaregrad.__doc__ = """SquareGrad: the mean squared gradient over noisy inputs (Captum smoothgrad_sq)."""
-vargrad = noise_tunnel(gradient, 'variance')
-vargrad.__doc__ = """VarGrad: the variance of the gradient over noisy inputs (Captum vargrad)."""
-
+"""))
+squaregrad = register(_documented(
+    noise_tunnel(gradient, 'mean_square', name='squaregrad', reference_names=('SquareGrad',)),
+    """SquareGrad: the mean squared gradient over noisy inputs (Captum smoothgrad_sq)."""))
+vargrad = register(_documented(
+    noise_tunnel(gradient, 'variance', name='vargrad', reference_names=('VarGrad',)),
+    """VarGrad: the variance of the gradient over noisy inputs (Captum vargrad)."""))

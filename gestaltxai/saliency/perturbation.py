@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_map
-from gestaltxai.saliency.core import per_image, result_dtype
+from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
+from gestaltxai.saliency.registry import method, positive_int, positive_ints
 
 
 def _pair(value) -> tuple[int, int]:
@@ -30,11 +31,17 @@ def window_masks(size: int, window: int, stride: int) -> np.ndarray:
   return ((pixels >= starts) & (pixels < starts + window)).astype(np.float32)
 
 
-def num_windows(height: int, width: int, window=15, stride=8) -> int:
+def num_windows(height: int, width: int, window, stride) -> int:
+  """Occlusion windows over a height x width image (int or (height, width) window and stride)."""
   (wh, ww), (sh, sw) = _pair(window), _pair(stride)
   return len(window_masks(height, wh, sh)) * len(window_masks(width, ww, sw))
 
 
+@method('occlusion', 'Occlusion',
+        cost=lambda o, height, width: (num_windows(height, width, o['window'], o['stride']) + 1,
+                                       0),
+        traced=('baseline',),
+        checks={'window': positive_ints, 'stride': positive_ints, 'max_batch': positive_int})
 def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, baseline=0.0,
               max_batch=DEFAULT_MAX_BATCH):
   """Occlusion, (B, H, W, 3) float32. Cost: (windows + 1) forwards, no backward.
@@ -47,18 +54,17 @@ def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, bas
 
   Args:
     window, stride: int or (height, width), in pixels.
-    baseline: scalar, (B,) or image-shaped fill value.
+    baseline: the fill value: a scalar, (C,), (B, 1, 1, 1) or image-shaped.
     max_batch: the most images per forward; windows run in chunks.
   """
   del key
   (wh, ww), (sh, sw) = _pair(window), _pair(stride)
   rows = jnp.asarray(window_masks(x.shape[1], wh, sh))
   cols = jnp.asarray(window_masks(x.shape[2], ww, sw))
-  fill = per_image(baseline, x)
+  fill = broadcast_baseline(baseline, x)
 
   def target_logits(images):
-    logits = model.apply(variables, images)
-    return jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+    return gather_targets(model.logits(variables, images), target)
 
   def occluded_logits(index):
     r, c = index

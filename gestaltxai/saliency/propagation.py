@@ -9,9 +9,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules
 from gestaltxai.saliency.cam import grad_cam_weights, layer_cam
 from gestaltxai.saliency.core import input_gradient
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 
@@ -37,6 +39,7 @@ GUIDED_BACKPROP = Rules(activation=guided_relu)
 DECONVNET = Rules(activation=deconv_relu)
 
 
+@method('guided_backprop', 'GuidedBackprop', needs=(Capability.RULES,), cost=(1, 1))
 def guided_backprop(model, variables, x, target, *, key=None):
   """Guided backprop (Springenberg et al. 2015), (B, H, W, 3) float32.
 
@@ -45,19 +48,22 @@ def guided_backprop(model, variables, x, target, *, key=None):
   positive.
   """
   del key
-  return input_gradient(model.clone(rules=GUIDED_BACKPROP), variables, x, target)
+  return input_gradient(model.with_rules(GUIDED_BACKPROP), variables, x, target)
 
 
+@method('deconvnet', 'DeconvNet', 'Deconvolution', needs=(Capability.RULES,), cost=(1, 1))
 def deconvnet(model, variables, x, target, *, key=None):
   """DeconvNet, (B, H, W, 3) float32: each ReLU passes the ReLU of its gradient.
 
   Captum ``Deconvolution``, zennit's ``DeconvNet`` composite.
   """
   del key
-  return input_gradient(model.clone(rules=DECONVNET), variables, x, target)
+  return input_gradient(model.with_rules(DECONVNET), variables, x, target)
 
 
-def guided_grad_cam(model, variables, x, target, *, key=None, layer='layer4'):
+@method('guided_grad_cam', 'GuidedGradCam', needs=(Capability.LAYERS, Capability.RULES),
+        cost=(2, 2))
+def guided_grad_cam(model, variables, x, target, *, key=None, layer=None):
   """Guided Grad-CAM, (B, H, W, 3) float32. Cost: 2 forwards + 2 backwards.
 
   Captum ``GuidedGradCam(model, layer)``: guided backprop times the Grad-CAM
@@ -66,4 +72,4 @@ def guided_grad_cam(model, variables, x, target, *, key=None, layer='layer4'):
   del key
   cam = layer_cam(model, variables, x, target, grad_cam_weights, layer)
   cam = upsample(jnp.maximum(cam, 0.0), x.shape[1:3], 'nearest')
-  return guided_backprop(model, variables, x, target) * cam[..., None]
+  return guided_backprop.fn(model, variables, x, target) * cam[..., None]

@@ -1,112 +1,212 @@
-"""The table of saliency methods, and the two calls most code needs.
+"""The table of saliency methods and the one path every call takes.
 
-``METHODS`` maps each canonical name to a :class:`Method`; :func:`aliases` maps
-the reference's names (``"IntegratedGradients"``, ``"LRP-EpsilonPlus"``, ...)
-to canonical ones. :func:`attribute` and :func:`relevance` validate inputs,
-pick the predicted class when no target is given, and run the method in one
-compiled computation, cached per (method, model, options, shapes).
+A method is declared next to its function with :func:`method`: its name,
+the reference names it answers to, what it needs of the model (a
+:class:`~gestaltxai.models.contract.Capability`), its cost in passes per image
+and the checks on its options. Options and their defaults are the function's
+own keyword arguments, written once. The declaration returns a
+:class:`Method`: a pure, jit-able callable with one signature::
+
+    method(model, variables, x, target=None, *, key=None, dtype=None, **options)
+
+which adapts the model (:func:`~gestaltxai.models.contract.explainable`),
+refuses a model that lacks what the method needs, checks every option before
+anything is traced, explains the predicted class when ``target`` is None and
+T classes per image for a (B, T) target. :func:`attribute`, :func:`relevance`,
+:func:`compiled` and extraction all run a method through that call inside
+one jitted function, so options (``dtype`` included) mean the same
+everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
-from typing import Any, Callable, Mapping, Optional
+import inspect
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency import (cam, full_gradient, gradients, lrp, noise, perturbation,
-                                 propagation, rescale)
+from gestaltxai.models.contract import Capability, Explainable, ModelContractError, explainable
+from gestaltxai.saliency.core import predicted_class, result_dtype
 
 Array = jax.Array
-# (options, image height, image width) -> (forward passes, backward passes) per image.
+#: (options with defaults filled in, image height, image width) -> (forward, backward) passes
+#: per image.
 CostFn = Callable[[Mapping[str, Any], int, int], tuple[int, int]]
+#: An option check: raises ValueError with the reason, or returns nothing.
+Check = Callable[[str, Any], None]
+
+#: Where a method's result lives: 'input' (B, H, W, C), 'layer' (B, H, W) upsampled
+#: to the input, 'region' (B, num_regions) coefficients.
+SPACES = ('input', 'layer', 'region')
+#: Options every method takes, handled by the common call rather than the method.
+COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0))',
+                  'dtype': "compute precision, e.g. 'bfloat16' (parameters keep theirs)"}
+_ARGUMENTS = ('model', 'variables', 'x', 'target')
 
 
-def _fixed_cost(forwards: int, backwards: int) -> CostFn:
-  return lambda options, h, w: (forwards, backwards)
-
-
-def _per_option_cost(option: str, default: int) -> CostFn:
-  def cost(options, h, w):
-    n = options.get(option, default)
-    return n, n
-  return cost
-
-
-def _occlusion_cost(options, h, w):
-  windows = perturbation.num_windows(h, w, options.get('window', 15), options.get('stride', 8))
-  return windows + 1, 0
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: usable as a static argument
 class Method:
   """A registered saliency method.
 
   Attributes:
     name: canonical snake_case name.
-    fn: ``fn(model, variables, x, target, *, key, **options) -> attribution``.
-    space: 'input' (attribution (B, H, W, 3)) or 'layer' (upsampled (B, H, W)).
-    cost: forward and backward passes per image for given options (a rule
-      method's backward re-runs its linear maps with modified weights).
+    fn: ``fn(model, variables, x, target, *, key, **options)`` with an
+      :class:`Explainable` model, checked options and a (B,) target.
+    space: one of :data:`SPACES`.
+    needs: capabilities of the model the method uses.
+    options: {option: default}, from ``fn``'s keyword arguments.
+    traced: options passed as arrays (a new value does not recompile);
+      the others are static and compile once per value.
+    cost: passes per image for resolved options and an image size.
+    checks: {option: check} run before tracing.
     reference_names: the names the reference pipeline and Captum/zennit use.
   """
 
   name: str
   fn: Callable[..., Array]
   space: str
+  needs: frozenset[Capability]
+  options: Mapping[str, Any]
+  traced: frozenset[str]
   cost: CostFn
+  checks: Mapping[str, Check] = dataclasses.field(default_factory=dict)
   reference_names: tuple[str, ...] = ()
+
+  @property
+  def level(self) -> int:
+    """The contract level the method needs (1 forward, 2 layers, 3 rules)."""
+    return int(max(self.needs))
+
+  @property
+  def summary(self) -> str:
+    """The first line of the method's docstring."""
+    return (inspect.getdoc(self.fn) or self.name).splitlines()[0]
+
+  def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
+    """{option: value} with defaults filled in, every name and value checked."""
+    for option in options:
+      if option not in self.options:
+        raise ValueError(self._unknown_option(option))
+    resolved = {**self.options, **options}
+    for option, check in self.checks.items():
+      check(f'{self.name}: {option}', resolved[option])
+    return resolved
+
+  def passes(self, height: int, width: int, **options) -> tuple[int, int]:
+    """(forward, backward) passes per image at this image size."""
+    return self.cost(self.resolve(options), height, width)
+
+  def check_model(self, model) -> Explainable:
+    """The model's adapter; refuses one that lacks a capability the method needs."""
+    model = explainable(model)
+    for need in sorted(self.needs - model.capabilities):
+      raise ModelContractError(
+          f'{self.name} needs level {int(need)} of the model contract, {need.describe()}; '
+          f'{model.describe()} provides level {model.level}. To provide it: '
+          f'{need.how_to_provide()}.')
+    return model
+
+  def __call__(self, model, variables, x: Array, target: Optional[Array] = None, *,
+               key: Optional[Array] = None, dtype=None, **options) -> Array:
+    """Attribution of ``target`` (default: the predicted class) for images ``x``.
+
+    Args:
+      model: a Flax linen or NNX module, a function ``f(variables, x)``, or
+        an :class:`Explainable`.
+      variables: the model's variables.
+      x: (B, H, W, C) float images; float16 and bfloat16 inputs are computed
+        and returned in float32 (float64 stays float64).
+      target: (B,) int classes, (B, T) for T classes per image, or None.
+      key: randomness for noise methods (default ``PRNGKey(0)``).
+      dtype: compute precision of the model (parameters keep theirs).
+      **options: the method's options (see ``options``).
+
+    Returns:
+      float32 (float64 for float64 inputs): (B, H, W, C) for input-space
+      methods, (B, H, W) for layer methods, (B, num_regions) for region
+      methods; (B, T, ...) for a (B, T) target.
+    """
+    model = self.check_model(model)
+    options = self.resolve(options)
+    if dtype is not None:
+      model = model.with_dtype(dtype)
+    x = _check_images(x)
+    x = x.astype(result_dtype(x))
+    key = jax.random.PRNGKey(0) if key is None else key
+    if target is None:
+      target = predicted_class(model, variables, x)
+    target = jnp.asarray(target)
+    if target.ndim not in (1, 2) or target.shape[0] != x.shape[0] or not jnp.issubdtype(
+        target.dtype, jnp.integer):
+      raise ValueError(f'{self.name}: target must be (B,) or (B, T) int with B = {x.shape[0]}, '
+                       f'got shape {target.shape} dtype {target.dtype}')
+    explain = lambda t: self.fn(model, variables, x, t, key=key, **options).astype(
+        result_dtype(x))
+    if target.ndim == 1:
+      return explain(target)
+    # One class at a time: memory stays that of one target, in one computation.
+    return jnp.moveaxis(jax.lax.map(explain, target.T), 0, 1)
+
+  def _unknown_option(self, option: str) -> str:
+    known = sorted(self.options)
+    close = difflib.get_close_matches(option, [*known, *COMMON_OPTIONS], n=1)
+    hint = f'; did you mean {close[0]!r}?' if close else ''
+    return (f'{self.name} has no option {option!r}{hint} Its options: '
+            f'{", ".join(known) or "none"} (and {", ".join(COMMON_OPTIONS)} for every method)')
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, fn, space: str, cost: CostFn, *reference_names: str) -> Method:
+def register(entry: Method) -> Method:
   """Adds a method to :data:`METHODS`, reachable by its reference names too."""
-  if name in METHODS:
-    raise ValueError(f'method {name!r} is registered already')
-  if space not in ('input', 'layer'):
-    raise ValueError(f"space must be 'input' or 'layer', got {space!r}")
-  METHODS[name] = Method(name, fn, space, cost, tuple(reference_names))
-  return METHODS[name]
+  if entry.name in METHODS:
+    raise ValueError(f'method {entry.name!r} is registered already')
+  taken = aliases()
+  for alias in entry.reference_names:
+    if alias in taken or alias in METHODS:
+      raise ValueError(f'reference name {alias!r} of {entry.name} is taken')
+  if entry.space not in SPACES:
+    raise ValueError(f'space must be one of {SPACES}, got {entry.space!r}')
+  METHODS[entry.name] = entry
+  return entry
 
 
-register('gradient', gradients.gradient, 'input', _fixed_cost(1, 1), 'Gradient')
-register('input_x_gradient', gradients.input_x_gradient, 'input', _fixed_cost(1, 1),
-         'InputXGradient')
-register('integrated_gradients', gradients.integrated_gradients, 'input',
-         _per_option_cost('steps', 20), 'IntegratedGradients')
-register('smoothgrad', noise.smoothgrad, 'input', _per_option_cost('samples', 20), 'SmoothGrad')
-register('squaregrad', noise.squaregrad, 'input', _per_option_cost('samples', 20), 'SquareGrad')
-register('vargrad', noise.vargrad, 'input', _per_option_cost('samples', 20), 'VarGrad')
-register('occlusion', perturbation.occlusion, 'input', _occlusion_cost, 'Occlusion')
-register('grad_cam', cam.grad_cam, 'layer', _fixed_cost(1, 1), 'LayerGradCam')
-register('grad_cam_plus_plus', cam.grad_cam_plus_plus, 'layer', _fixed_cost(1, 1),
-         'GradCAMPlusPlus')
-register('hires_cam', cam.hires_cam, 'layer', _fixed_cost(1, 1), 'HiResCAM')
-register('guided_backprop', propagation.guided_backprop, 'input', _fixed_cost(1, 1),
-         'GuidedBackprop')
-register('deconvnet', propagation.deconvnet, 'input', _fixed_cost(1, 1), 'DeconvNet',
-         'Deconvolution')
-register('guided_grad_cam', propagation.guided_grad_cam, 'input', _fixed_cost(2, 2),
-         'GuidedGradCam')
-register('excitation_backprop', lrp.excitation_backprop, 'input', _fixed_cost(1, 1),
-         'ExcitationBackprop')
-register('lrp_epsilon_plus', lrp.lrp_epsilon_plus, 'input', _fixed_cost(1, 1), 'LRP-EpsilonPlus')
-register('lrp_epsilon_plus_flat', lrp.lrp_epsilon_plus_flat, 'input', _fixed_cost(1, 1),
-         'LRP-EpsilonPlusFlat')
-register('lrp_epsilon_alpha2_beta1', lrp.lrp_epsilon_alpha2_beta1, 'input', _fixed_cost(1, 1),
-         'LRP-EpsilonAlpha2Beta1')
-register('lrp_epsilon_alpha2_beta1_flat', lrp.lrp_epsilon_alpha2_beta1_flat, 'input',
-         _fixed_cost(1, 1), 'LRP-EpsilonAlpha2Beta1Flat')
-register('deeplift', rescale.deeplift, 'input', _fixed_cost(1, 1), 'DeepLIFT', 'DEEPLIFT',
-         'DeepLift')
-register('layer_deeplift', rescale.layer_deeplift, 'layer', _fixed_cost(1, 1), 'LayerDeepLIFT',
-         'LayerDeepLift')
-register('fullgrad', full_gradient.fullgrad, 'layer', _fixed_cost(1, 1), 'FullGrad')
+def declare(fn: Callable, *, name: str, space: str = 'input',
+            needs: Sequence[Capability] = (), cost: Union[CostFn, tuple[int, int]],
+            traced: Sequence[str] = (), checks: Optional[Mapping[str, Check]] = None,
+            reference_names: Sequence[str] = ()) -> Method:
+  """A :class:`Method` of ``fn``, its options read from ``fn``'s signature (not registered)."""
+  options = keyword_options(fn)
+  unknown = (set(traced) | set(checks or {})) - set(options)
+  if unknown:
+    raise ValueError(f'{name}: {sorted(unknown)} are not options of {fn.__name__}')
+  fixed = cost if callable(cost) else (lambda o, h, w: tuple(cost))
+  return Method(name, fn, space, frozenset({Capability.FORWARD, *needs}),
+                dict(options), frozenset(traced), fixed, dict(checks or {}),
+                tuple(reference_names))
+
+
+def method(name: str, *reference_names: str, **declaration) -> Callable[[Callable], Method]:
+  """Decorator: declares ``fn`` as a method (see :func:`declare`) and registers it."""
+  return lambda fn: register(declare(fn, name=name, reference_names=reference_names,
+                                     **declaration))
+
+
+def keyword_options(fn: Callable) -> dict[str, Any]:
+  """{name: default} of ``fn``'s keyword-only options (``key`` excluded)."""
+  parameters = inspect.signature(fn).parameters
+  positional = [p for p in parameters if parameters[p].kind is not inspect.Parameter.KEYWORD_ONLY]
+  if tuple(positional) != _ARGUMENTS:
+    raise TypeError(f'{fn.__name__} must take {_ARGUMENTS} then keyword options, takes '
+                    f'{tuple(positional)}')
+  return {n: p.default for n, p in parameters.items()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY and n != 'key'}
 
 
 def aliases() -> dict[str, str]:
@@ -114,121 +214,265 @@ def aliases() -> dict[str, str]:
   return {alias: name for name, m in METHODS.items() for alias in m.reference_names}
 
 
-def get_method(name: str) -> Method:
-  """The :class:`Method` of a canonical or reference name."""
+def get_method(name: Union[str, Method]) -> Method:
+  """The :class:`Method` of a canonical or reference name (a Method is returned as is)."""
+  if isinstance(name, Method):
+    return name
   canonical = name if name in METHODS else aliases().get(name)
   if canonical is None:
-    raise ValueError(f'unknown saliency method {name!r}; known: {sorted(METHODS)}')
+    close = difflib.get_close_matches(name, [*METHODS, *aliases()], n=1)
+    hint = f'; did you mean {close[0]!r}?' if close else ''
+    raise ValueError(f'unknown saliency method {name!r}{hint} Known: {sorted(METHODS)}')
   return METHODS[canonical]
 
 
-def _check_images(x) -> Array:
-  if not hasattr(x, 'shape') or x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f'expected images (B, H, W, 3) NHWC, BGR minus the channel mean; '
-                     f'got shape {getattr(x, "shape", type(x).__name__)}')
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f'expected floating-point images, got dtype {x.dtype}')
-  x = jnp.asarray(x)
-  if not isinstance(x, jax.core.Tracer):
-    finite = np.asarray(jnp.isfinite(x).all(axis=(1, 2, 3)))
-    if not finite.all():
-      raise ValueError(f'images {np.flatnonzero(~finite).tolist()} of the batch contain NaN '
-                       'or infinite values')
-  return x
+# Option checks, shared by the methods' declarations.
+
+def positive_int(name: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f'{name} must be a positive int, got {value!r}')
 
 
-def _check_target(target, batch: int, num_classes: Optional[int]) -> Array:
-  target = jnp.asarray(target)
-  if target.shape != (batch,) or not jnp.issubdtype(target.dtype, jnp.integer):
-    raise ValueError(f'target must be a (B,) = ({batch},) int array, got shape {target.shape} '
-                     f'dtype {target.dtype}')
-  if num_classes is not None and not isinstance(target, jax.core.Tracer):
-    t = np.asarray(target)
-    if t.min() < 0 or t.max() >= num_classes:
-      raise ValueError(f'target classes must lie in [0, {num_classes}), got {t.tolist()}')
-  return target
+def positive_ints(name: str, value) -> None:
+  """An int or a pair of ints (height, width), each positive."""
+  for v in (value,) if np.ndim(value) == 0 else tuple(value):
+    positive_int(name, v)
 
 
-@functools.partial(jax.jit, static_argnames=('model',))
+def optional(check: Check) -> Check:
+  return lambda name, value: None if value is None else check(name, value)
+
+
+def non_negative(name: str, value) -> None:
+  if isinstance(value, (jax.Array, np.ndarray)) and not isinstance(value, jax.core.Tracer):
+    value = np.asarray(value)
+    if (value < 0).any():
+      raise ValueError(f'{name} must be non-negative')
+  elif isinstance(value, (int, float)) and not value >= 0:
+    raise ValueError(f'{name} must be non-negative, got {value!r}')
+
+
+def one_of(choices: Sequence[Any]) -> Check:
+  def check(name, value):
+    if value not in tuple(choices):
+      raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}')
+  return check
+
+
+# The one compiled path.
+
 def predict(model, variables, x: Array) -> Array:
   """The predicted class, (B,) int32: what the reference explains by default."""
-  return jnp.argmax(model.apply(variables, x), axis=-1).astype(jnp.int32)
+  return _predict(explainable(model), variables, x)
 
 
-@functools.partial(jax.jit, static_argnames=('name', 'model', 'reduce', 'static_options'))
-def _run(name, model, variables, x, target, key, array_options, static_options, reduce):
-  method = METHODS[name]
-  attribution = method.fn(model, variables, x, target, key=key, **array_options,
-                          **dict(static_options))
-  return relevance_of(attribution) if reduce else attribution
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(model, variables, x):
+  return predicted_class(model, variables, x)
 
 
-def compiled(method: str, model, *, reduce: bool = False, **options):
-  """A jitted ``f(variables, x, target, key) -> attribution`` (or relevance if ``reduce``).
+def _check_images(x) -> Array:
+  if not hasattr(x, 'shape') or np.ndim(x) != 4:
+    raise ValueError(f'expected images (B, H, W, C) NHWC, BGR minus the channel mean; got shape '
+                     f'{getattr(x, "shape", type(x).__name__)}')
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f'expected floating-point images, got dtype {x.dtype}')
+  return jnp.asarray(x)
 
-  No input checks and no host round trip: the hot path for benchmarks and
-  pipelines that validate their data once. ``options`` must be hashable.
+
+def relevance_of(attribution: Array, space: str = 'input') -> Array:
+  """Relevance maps of a method's result: (B, [T,] H, W) float.
+
+  Input-space attributions (B, [T,] H, W, C) give the sum over channels of
+  |a| (the reference's ``normalize_relevance`` without its commented-out
+  min-max); layer maps give |a|. Region methods give coefficients, not maps.
   """
-  fn = get_method(method).fn
-
-  @jax.jit
-  def run(variables, x, target, key):
-    attribution = fn(model, variables, x, target, key=key, **options)
-    return relevance_of(attribution) if reduce else attribution
-
-  return run
-
-
-def relevance_of(attribution: Array) -> Array:
-  """(B, H, W, C) -> (B, H, W) sum over channels of |a|; (B, H, W) -> |a|.
-
-  The reference's ``normalize_relevance`` without its (commented-out) min-max.
-  """
+  if space == 'region':
+    raise ValueError('region methods give (B, num_regions) coefficients, not relevance maps')
   attribution = jnp.abs(attribution)
-  return attribution.sum(-1) if attribution.ndim == 4 else attribution
+  return attribution.sum(-1) if space == 'input' else attribution
 
 
-def _prepare(method, model, variables, x, target, key, options):
-  spec = get_method(method)
-  x = _check_images(x)
-  dtype = options.pop('dtype', None)
-  if dtype is not None:
-    model = model.clone(dtype=jnp.dtype(dtype))
-  num_classes = getattr(model, 'num_classes', None)
-  target = predict(model, variables, x) if target is None else _check_target(
-      target, x.shape[0], num_classes)
-  key = jax.random.PRNGKey(0) if key is None else key
-  arrays = {k: v for k, v in options.items() if isinstance(v, (jax.Array, np.ndarray))}
-  static = tuple(sorted((k, v) for k, v in options.items() if k not in arrays))
-  return spec.name, model, x, target, key, arrays, static
+#: What a compiled call returns, from the method and its result.
+OUTPUTS: dict[str, Callable[[Method, Array], Array]] = {
+    'attribution': lambda entry, result: result,
+    'relevance': lambda entry, result: relevance_of(result, entry.space),
+}
 
 
-def attribute(method: str, model, variables, x, target=None, *, key=None, **options) -> Array:
-  """Raw attribution of ``method`` for images ``x``.
+def _split_options(entry: Method, options: Mapping[str, Any], like: Array):
+  """(traced {option: array}, static ((option, value), ...)): what varies per call vs compiles.
+
+  Every traced option is passed, its default when not given, so giving one
+  never changes the structure of the call (and never recompiles).
+  """
+  entry.resolve(options)  # names and values checked before anything is traced
+  traced, static = {}, []
+  dtype = result_dtype(like)
+  defaults = {option: entry.options[option] for option in entry.traced}
+  for option, value in {**defaults, **options}.items():
+    if option in entry.traced:
+      traced[option] = value if value is None else jnp.asarray(value, dtype)
+    else:
+      try:
+        hash(value)
+      except TypeError:
+        raise ValueError(f'{entry.name}: option {option} compiles in (it shapes the '
+                         f'computation) and must be a Python value, got '
+                         f'{type(value).__name__}') from None
+      static.append((option, value))
+  return traced, tuple(sorted(static))
+
+
+@functools.partial(jax.jit, static_argnames=('name', 'model', 'static_options', 'dtype',
+                                             'output'))
+def _run(name, model, variables, x, target, key, traced_options, static_options, dtype, output):
+  entry = METHODS[name]
+  result = entry(model, variables, x, target, key=key, dtype=dtype, **traced_options,
+                 **dict(static_options))
+  return OUTPUTS[output](entry, result)
+
+
+class CompiledMethod:
+  """A method with its static options bound, jitted once: ``f(variables, x, target=None,
+  key=None, **traced_options)``. Calls with the same shapes never trace again.
+  """
+
+  def __init__(self, entry: Method, model, output: str, dtype, static_options):
+    self.method, self.model, self.output = entry, entry.check_model(model), output
+    self.dtype, self.static_options = dtype, static_options
+
+  def __call__(self, variables, x, target=None, key=None, **traced_options):
+    unknown = set(traced_options) - self.method.traced
+    if unknown:
+      raise ValueError(f'{self.method.name}: per-call options are {sorted(self.method.traced)}; '
+                       f'{sorted(unknown)} must be given to compiled()')
+    traced, _ = _split_options(self.method, traced_options, x)
+    return _run(self.method.name, self.model, variables, x, target, key, traced,
+                self.static_options, self.dtype, self.output)
+
+  def lower(self, variables, x, target=None, key=None, **traced_options):
+    """``jax.jit(...).lower`` of the same call: for XLA's cost and memory analysis."""
+    traced, _ = _split_options(self.method, traced_options, x)
+    return _run.lower(self.method.name, self.model, variables, x, target, key, traced,
+                      self.static_options, self.dtype, self.output)
+
+
+def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None,
+             **options) -> CompiledMethod:
+  """The method as a compiled function ``f(variables, x, target=None, key=None, **traced)``.
 
   Args:
-    method: a name in :data:`METHODS` or a reference alias.
-    model: a :class:`gestaltxai.models.ResNet` (or any module with the same
-      ``apply(variables, h, start=, stop=)`` interface).
-    variables: its Flax variables.
-    x: (B, H, W, 3) float images, BGR minus the channel mean.
-    target: (B,) int classes to explain; the predicted class by default.
+    method_name: a name in :data:`METHODS` or a reference alias.
+    model: the model (any form :func:`explainable` takes).
+    output: 'attribution' or 'relevance' (sum over channels of |attribution|).
+    dtype: compute precision.
+    **options: the method's options, fixed for this function; traced
+      options (a per-batch ``baseline``, ``noise_level``) may be given per call
+      instead.
+
+  No value checks and no host round trip: the hot path for benchmarks and
+  pipelines that validate their data once.
+  """
+  entry = get_method(method_name)
+  if output not in OUTPUTS:
+    raise ValueError(f'output must be one of {sorted(OUTPUTS)}, got {output!r}')
+  _, static = _split_options(entry, options, jnp.zeros((), jnp.float32))
+  function = CompiledMethod(entry, model, output, _dtype_name(dtype), static)
+  per_call = {k: v for k, v in options.items() if k in entry.traced}
+  return functools.partial(function, **per_call) if per_call else function
+
+
+def _dtype_name(dtype) -> Optional[str]:
+  return None if dtype is None else jnp.dtype(dtype).name
+
+
+def _explain(method_name, output, model, variables, x, target, key, options) -> Array:
+  """The eager path: validates values on the host, runs the compiled method, checks the result."""
+  entry = get_method(method_name)
+  dtype = _dtype_name(options.pop('dtype', None))
+  model = entry.check_model(model)
+  x = _check_images(x)
+  x = x.astype(result_dtype(x))
+  finite = np.asarray(jnp.isfinite(x).all(axis=(1, 2, 3)))
+  if not finite.all():
+    raise ValueError(f'images {np.flatnonzero(~finite).tolist()} of the batch contain NaN '
+                     'or infinite values')
+  if target is not None:
+    _check_target_values(target, model, variables, x)
+  traced, static = _split_options(entry, options, x)
+  result = _run(entry.name, model, variables, x, target, key, traced, static, dtype, output)
+  bad = ~np.asarray(jnp.isfinite(result).reshape(result.shape[0], -1).all(axis=1))
+  if bad.any():
+    raise FloatingPointError(
+        f'{entry.name} gave NaN or infinite values for images {np.flatnonzero(bad).tolist()}'
+        f'{_non_finite_variables(variables)}')
+  return result
+
+
+def _check_target_values(target, model, variables, x) -> None:
+  target = np.asarray(target)
+  if not np.issubdtype(target.dtype, np.integer) or target.ndim not in (1, 2) or (
+      target.shape[0] != x.shape[0]):
+    raise ValueError(f'target must be (B,) or (B, T) int with B = {x.shape[0]}, got shape '
+                     f'{target.shape} dtype {target.dtype}')
+  num_classes = _num_classes(model, jax.ShapeDtypeStruct(x.shape, x.dtype),
+                             _shape_structure(variables))
+  if target.min() < 0 or target.max() >= num_classes:
+    bad = sorted({int(t) for t in target.ravel() if not 0 <= t < num_classes})
+    raise ValueError(f'target classes must lie in [0, {num_classes}); got {bad}')
+
+
+def _shape_structure(tree):
+  """A hashable stand-in for a pytree of arrays: its structure and leaf shapes and dtypes."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
+
+
+@functools.lru_cache(maxsize=64)
+def _num_classes(model: Explainable, images: jax.ShapeDtypeStruct, variables) -> int:
+  """The model's number of classes, from its output shape (traced once per shapes, not run)."""
+  treedef, leaves = variables
+  logits = jax.eval_shape(model.logits, jax.tree_util.tree_unflatten(treedef, leaves), images)
+  return logits.shape[-1]
+
+
+def _non_finite_variables(variables) -> str:
+  leaves = jax.tree_util.tree_leaves_with_path(variables)
+  bad = [jax.tree_util.keystr(path) for path, leaf in leaves
+         if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating)
+         and not bool(jnp.isfinite(leaf).all())]
+  return f'; the model has non-finite variables: {bad[:5]}' if bad else ''
+
+
+def attribute(method_name: str, model, variables, x, target=None, *, key=None,
+              **options) -> Array:
+  """Raw attribution of a method for images ``x``, validated and compiled once.
+
+  Args:
+    method_name: a name in :data:`METHODS` or a reference alias.
+    model: a Flax linen or NNX module, a function ``f(variables, x) -> logits``,
+      or an :class:`~gestaltxai.models.contract.Explainable`.
+    variables: its variables.
+    x: (B, H, W, C) float images, BGR minus the channel mean.
+    target: (B,) or (B, T) int classes; the predicted class by default.
     key: randomness for noise methods (default ``PRNGKey(0)``).
-    **options: the method's options (``steps``, ``rule``, ``baseline``,
-      ``samples``, ``noise_level``, ``sigma``, ``window``, ``stride``,
-      ``layer``, ``max_batch``, ...); ``dtype`` sets the compute precision.
+    **options: the method's options (``gestaltxai methods`` lists them) and
+      ``dtype``.
 
   Returns:
-    (B, H, W, 3) float32 for input-space methods, (B, H, W) float32 for
-    layer methods (upsampled to the input size).
+    float32: (B, H, W, C) input-space, (B, H, W) layer, (B, num_regions)
+    region methods; (B, T, ...) for a (B, T) target.
+
+  Raises:
+    ValueError: bad images, targets or options, naming what is wrong.
+    ModelContractError: the model lacks what the method needs.
+    FloatingPointError: the result is not finite, naming the images.
   """
-  prepared = _prepare(method, model, variables, x, target, key, options)
-  name, model, x, target, key, arrays, static = prepared
-  return _run(name, model, variables, x, target, key, arrays, static, reduce=False)
+  return _explain(method_name, 'attribution', model, variables, x, target, key, dict(options))
 
 
-def relevance(method: str, model, variables, x, target=None, *, key=None, **options) -> Array:
-  """(B, H, W) float32: sum over channels of |attribution|, computed on the device."""
-  name, model, x, target, key, arrays, static = _prepare(method, model, variables, x, target,
-                                                         key, options)
-  return _run(name, model, variables, x, target, key, arrays, static, reduce=True)
+def relevance(method_name: str, model, variables, x, target=None, *, key=None,
+              **options) -> Array:
+  """(B, [T,] H, W) float32: sum over channels of |attribution|, computed on the device."""
+  return _explain(method_name, 'relevance', model, variables, x, target, key, dict(options))

@@ -21,8 +21,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules
-from gestaltxai.saliency.core import per_image, result_dtype, target_score
+from gestaltxai.saliency.chunking import chunk_size
+from gestaltxai.saliency.core import broadcast_baseline, result_dtype, target_score
+from gestaltxai.saliency.registry import method, one_of
 from gestaltxai.saliency.resize import upsample
 
 #: Captum's threshold below which an input difference counts as zero (then
@@ -62,15 +65,17 @@ def _references(x, baseline):
   """One shared reference row for a scalar baseline, else one per image."""
   if jnp.ndim(baseline) == 0:
     return jnp.full((1, *x.shape[1:]), baseline, x.dtype)
-  return per_image(baseline, x)
+  return broadcast_baseline(baseline, x)
 
 
-def _multipliers(model, variables, pair, target, start, num_references):
-  """d (sum of the inputs' target logits) / d inputs, through the rescale rule."""
-  rescaled = model.clone(rules=Rules(activation=rescale_relu(num_references)))
-  return jax.grad(target_score(rescaled, variables, target, start))(pair)[:target.shape[0]]
+def _multipliers(model, variables, pair, target, layer, num_references):
+  """d (sum of the inputs' target logits) / d inputs (or the layer), through the rescale rule."""
+  rescaled = model.with_rules(Rules(activation=rescale_relu(num_references)))
+  return jax.grad(target_score(rescaled, variables, target, layer))(pair)[:target.shape[0]]
 
 
+@method('deeplift', 'DeepLIFT', 'DEEPLIFT', 'DeepLift', needs=(Capability.RULES,), cost=(1, 1),
+        traced=('baseline',))
 def deeplift(model, variables, x, target, *, key=None, baseline=0.0):
   """DeepLIFT (rescale), (B, H, W, 3) float32: (x - r) * multipliers.
 
@@ -81,11 +86,14 @@ def deeplift(model, variables, x, target, *, key=None, baseline=0.0):
   del key
   references = _references(x, baseline)
   pair = jnp.concatenate([x, references])
-  multipliers = _multipliers(model, variables, pair, target, 'input', len(references))
+  multipliers = _multipliers(model, variables, pair, target, None, len(references))
   return ((x - references) * multipliers).astype(result_dtype(x))
 
 
-def layer_deeplift(model, variables, x, target, *, key=None, layer='layer4', baseline=0.0,
+@method('layer_deeplift', 'LayerDeepLIFT', 'LayerDeepLift', space='layer',
+        needs=(Capability.LAYERS, Capability.RULES), cost=(1, 1), traced=('baseline',),
+        checks={'channels': one_of(('abs_sum', 'sum'))})
+def layer_deeplift(model, variables, x, target, *, key=None, layer=None, baseline=0.0,
                    channels='abs_sum'):
   """Layer DeepLIFT at ``layer``, upsampled to the input size, (B, H, W) float32.
 
@@ -96,19 +104,17 @@ def layer_deeplift(model, variables, x, target, *, key=None, layer='layer4', bas
   signed sum over channels.
   """
   del key
+  layer = model.check_layer(layer)
   references = _references(x, baseline)
-  activations = model.apply(variables, jnp.concatenate([x, references]), stop=layer)
+  activations = model.features(variables, jnp.concatenate([x, references]), layer)
   multipliers = _multipliers(model, variables, activations, target, layer, len(references))
   act_x, act_r = activations[:x.shape[0]], activations[x.shape[0]:]
   attribution = ((act_x - act_r) * multipliers).astype(result_dtype(x))  # (B, h, w, C)
   size = x.shape[1:3]
   if channels == 'sum':
     return upsample(attribution.sum(-1), size)
-  if channels != 'abs_sum':
-    raise ValueError(f"channels must be 'abs_sum' or 'sum', got {channels!r}")
   num_channels = attribution.shape[-1]
-  chunk = max(d for d in range(1, min(num_channels, LAYER_CHANNEL_CHUNK) + 1)
-              if num_channels % d == 0)
+  chunk = chunk_size(num_channels, 1, LAYER_CHANNEL_CHUNK)
   groups = jnp.moveaxis(attribution.reshape(*attribution.shape[:3], -1, chunk), 3, 0)
 
   def add_group(total, group):
