@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from gestaltxai.models.contract import Capability, LinenModel, ModelContractError
+from gestaltxai.models.contract import Capability, LinenModel, ModelContractError, explainable
 from gestaltxai.models.rules import Rules
 from gestaltxai.saliency.core import gather_targets, result_dtype
 from gestaltxai.saliency.registry import method
@@ -44,6 +44,7 @@ def fullgrad_terms(model, variables, x, target):
     (ReLU, max pool, eval BatchNorm) their sum plus the head's bias is the
     logit itself (completeness).
   """
+  model = explainable(model)
   if not isinstance(model, LinenModel):
     raise ModelContractError(
         f'fullgrad reads each biased layer through Flax perturb/sow: it needs a Flax linen '
