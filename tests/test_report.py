@@ -92,8 +92,10 @@ def write_study(directory, seed=0):
   runs = directory / 'runs'
   for fold in range(1, FOLDS + 1):
     epochs = [{'epoch': e, 'train_loss': 2.0 / e + 0.1 * fold, 'train_accuracy': 1 - 0.8 / e,
-               'val_loss': 2.2 / e + 0.2 + 0.1 * fold, 'val_accuracy': 0.85 - 0.6 / e - 0.03 * fold} for e in range(1, 9)]
-    confusion = rng.integers(0, 3, (len(classes), len(classes))) + 8 * np.eye(len(classes), dtype=int)
+               'val_loss': 2.2 / e + 0.2 + 0.1 * fold,
+               'val_accuracy': 0.85 - 0.6 / e - 0.03 * fold} for e in range(1, 9)]
+    confusion = (rng.integers(0, 3, (len(classes), len(classes)))
+                 + 8 * np.eye(len(classes), dtype=int))
     (runs / f'fold-{fold}').mkdir(parents=True)
     (runs / f'fold-{fold}' / 'metrics.json').write_text(json.dumps({
         'config': {'name': 'tiny'}, 'epochs': epochs, 'best_epoch': 7,
@@ -187,17 +189,23 @@ def test_report_is_valid_self_contained_html_with_every_figure(tmp_path, capsys)
   assert "KS here is KS's own" in text or 'KS here is KS&#39;s own' in text
 
 
-def test_report_from_the_table_alone_and_from_a_stats_folder(tmp_path):
+def test_report_from_a_stats_folder_without_maps_runs_or_records(tmp_path):
+  from gestaltxai.data import builders
   paths = write_study(tmp_path / 'study')
   (tmp_path / 'study' / 'coefficients.maps.npz').unlink()
+  data = builders.build(builders.SyntheticFaces(
+      classes=('unaffected', 'short_nose'), per_class=3, data_dir=str(tmp_path / 'data'),
+      file_format='array_record', progress=False))
   assert main(['stats', '--table', str(paths['table']), '--out', str(tmp_path / 'stats'),
                '--alpha', '0.01']) == 0
   out = tmp_path / 'report.html'
   assert main(['report', '--table', str(paths['table']), '--out', str(out), '--stats',
-               str(tmp_path / 'stats')]) == 0
+               str(tmp_path / 'stats'), '--data-dir', str(data)]) == 0
   page = parse(out)
   assert 'fig-rq1-effects' in page.images and 'fig-examples-1' not in page.images
+  assert 'dataset' in page.ids
   text = out.read_text()
+  assert '6 aligned faces in 2 classes' in text
   for missing in ('No training runs given', 'No HPO annotations given', 'No TABLE.maps.npz',
                   'No benchmark records given'):
     assert missing in text

@@ -246,7 +246,8 @@ def test_hpo_layout_and_region_scores(tmp_path):
       assert values[i] == hand_score(cells[image], region), (image, region)
 
   (tmp_path / 'bad').mkdir()
-  (tmp_path / 'bad' / 'WS.csv').write_text('image_num,image_name,Ptosis,Other\n0,WSSlide1.png,4X,\n')
+  (tmp_path / 'bad' / 'WS.csv').write_text(
+      'image_num,image_name,Ptosis,Other\n0,WSSlide1.png,4X,\n')
   with pytest.raises(ValueError, match=r"WS\.csv:2: column 'Ptosis' holds '4X'"):
     stats.read_hpo(tmp_path / 'bad')
 
@@ -254,7 +255,8 @@ def test_hpo_layout_and_region_scores(tmp_path):
 def rq2_study(tmp_path, seed=4):
   """A table with folds and normalised coefficients that follow planted HPO scores."""
   rng = np.random.default_rng(seed)
-  names = {'KS': [f'KSSlide{i}.png' for i in range(18)], 'NS': [f'NSSlide{i}.png' for i in range(15)]}
+  names = {'KS': [f'KSSlide{i}.png' for i in range(18)],
+           'NS': [f'NSSlide{i}.png' for i in range(15)]}
   cells = write_hpo(tmp_path / 'hpo', {
       'KS.csv': (KS_HEADER, names['KS'] + ['KSSlide999.png']),   # 999 is not in the table
       'NS.csv': (NS_HEADER, names['NS'])}, rng)

@@ -26,8 +26,9 @@ def _parse_bool(text: str) -> bool:
   return text == 'True'
 
 
-# Field annotations are strings under ``from __future__ import annotations``.
-_PARSERS = {'str': str, 'int': int, 'float': float, 'bool': _parse_bool}
+# Field annotations are strings under ``from __future__ import annotations``, types otherwise.
+_PARSERS = {'str': str, 'int': int, 'float': float, 'bool': _parse_bool,
+            str: str, int: int, float: float, bool: _parse_bool}
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[Row], row_type: type) -> None:

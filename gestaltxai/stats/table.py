@@ -9,11 +9,15 @@ not 'ok' take part in no test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
+from pyarrow import csv as arrow_csv
+from pyarrow import parquet as arrow_parquet
 
 #: Suffix of the raw region coefficients (RQ1) and of the min-max normalised ones (RQ2).
 RAW_SUFFIX = '_xai'
@@ -42,7 +46,7 @@ class CoefficientTable:
       raise ValueError(f'{self.path}: no column {name!r}')
     return self.columns[name]
 
-  @property
+  @functools.cached_property
   def ok(self) -> np.ndarray:
     """(N,) bool: rows whose status is 'ok' (every row when there is no status column)."""
     if 'status' not in self.columns:
@@ -69,15 +73,14 @@ class CoefficientTable:
   def select(self, *, method: Optional[str] = None, label: Optional[str] = None,
              fold: Optional[int] = None) -> np.ndarray:
     """(N,) bool: 'ok' rows of the given method, label and fold."""
-    mask = self.ok.copy()
+    mask = self.ok
     for column, value in (('method', method), ('label', label), ('fold', fold)):
       if value is not None:
-        mask &= self[column] == value
+        mask = mask & (self[column] == value)
     return mask
 
 
 def _column_to_numpy(column) -> np.ndarray:
-  import pyarrow as pa  # pylint: disable=import-outside-toplevel
   if pa.types.is_dictionary(column.type):
     column = column.cast(column.type.value_type)
   kind = column.type
@@ -106,10 +109,6 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
     ValueError: a required column is missing, or the file cannot be parsed
       (naming the file).
   """
-  import pyarrow as pa  # pylint: disable=import-outside-toplevel
-  import pyarrow.csv  # pylint: disable=import-outside-toplevel,unused-import
-  import pyarrow.parquet  # pylint: disable=import-outside-toplevel,unused-import
-
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'no coefficient table at {path}')
@@ -118,9 +117,9 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
                                                  'status')}
   try:
     if _is_parquet(path):
-      arrow = pa.parquet.read_table(path)
+      arrow = arrow_parquet.read_table(path)
     else:
-      arrow = pa.csv.read_csv(path, convert_options=pa.csv.ConvertOptions(
+      arrow = arrow_csv.read_csv(path, convert_options=arrow_csv.ConvertOptions(
           column_types=text_columns, strings_can_be_null=False))
   except (pa.ArrowInvalid, OSError) as err:
     raise ValueError(f'{path}: not a readable Parquet or CSV table ({err})') from err
@@ -133,6 +132,9 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
   missing = [name for name in REQUIRED_COLUMNS if name not in columns]
   if missing:
     raise ValueError(f'{path}: missing columns {missing} (has {arrow.column_names})')
+  if 'fold' in columns and columns['fold'].dtype.kind not in 'iuf':
+    raise ValueError(f'{path}: the fold column must hold fold numbers, got '
+                     f'{columns["fold"][:3].tolist()}...')
   table = CoefficientTable(str(path), columns)
   if not table.regions(RAW_SUFFIX) and not table.regions(NORMALIZED_SUFFIX):
     raise ValueError(f'{path}: no region coefficient columns (<region>{RAW_SUFFIX} or '

@@ -1,4 +1,4 @@
-"""Arrays for display: model inputs back to RGB, heatmap overlays, colour ranges, a template face."""
+"""Arrays for display: model inputs back to RGB, heatmap overlays, colour ranges, a face."""
 
 from __future__ import annotations
 
@@ -90,8 +90,9 @@ def template_face(size: int = TEMPLATE_SIZE) -> tuple[np.ndarray, np.ndarray]:
   map is :func:`gestaltxai.regions.hpo_region_map` (ids 1-3 the reference's
   eye, nose and mouth boxes).
   """
-  from gestaltxai.data.synthetic import SIZE, shape_model  # pylint: disable=import-outside-toplevel
-  from gestaltxai.regions import hpo_region_map, landmark_parsing  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.synthetic import SIZE, shape_model
+  from gestaltxai.regions import hpo_region_map, landmark_parsing
   points = shape_model()['mean'] * (size / SIZE)
   parsing = landmark_parsing(points, size)
   drawing = _TEMPLATE_GREYS[parsing]

@@ -43,11 +43,16 @@ def _grid(rows: int, cols: int, colorbar: bool,
   return fig, axes
 
 
-def _colorbar(fig: Figure, ax, vmin: float, vmax: float, cmap: str) -> None:
+def _colorbar(fig: Figure, ax, vmin: float, vmax: float, cmap: str,
+              orientation: str = 'vertical') -> None:
+  """A colour bar of [vmin, vmax] in ``ax``, small print, powers of ten beside the axis."""
   ax.set_axis_on()
-  bar = fig.colorbar(ScalarMappable(mcolors.Normalize(vmin, vmax), cmap), cax=ax)
+  bar = fig.colorbar(ScalarMappable(mcolors.Normalize(vmin, vmax), cmap), cax=ax,
+                     orientation=orientation)
   bar.ax.tick_params(labelsize=LABEL_POINTS - 2)
   bar.formatter.set_powerlimits((-2, 3))
+  axis = bar.ax.yaxis if orientation == 'vertical' else bar.ax.xaxis
+  axis.offsetText.set_fontsize(LABEL_POINTS - 2)
 
 
 def overlay_grid(images: np.ndarray, maps: Mapping[str, np.ndarray], *,
@@ -89,11 +94,8 @@ def overlay_grid(images: np.ndarray, maps: Mapping[str, np.ndarray], *,
   if shared:
     for j, method in enumerate(methods, 1):
       # A horizontal colour bar under each method's column.
-      ax = axes[-1, j].inset_axes([0.05, 0.55, 0.9, 0.35])
-      bar = fig.colorbar(ScalarMappable(mcolors.Normalize(*ranges[method]), cmap), cax=ax,
-                         orientation='horizontal')
-      bar.ax.tick_params(labelsize=LABEL_POINTS - 2)
-      bar.formatter.set_powerlimits((-2, 3))
+      _colorbar(fig, axes[-1, j].inset_axes([0.05, 0.55, 0.9, 0.35]), *ranges[method], cmap,
+                orientation='horizontal')
     axes[-1, 0].text(0.5, 0.7, 'colour range\nper method', ha='center', va='center',
                      fontsize=LABEL_POINTS, transform=axes[-1, 0].transAxes)
   return fig

@@ -10,6 +10,9 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 LABEL_POINTS = 8
 CONTROL_COLOUR = '#9a9a9a'
@@ -36,7 +39,9 @@ def region_distributions(coefficients: Mapping[str, Mapping[str, np.ndarray]], *
   """
   regions = list(coefficients)
   significant = significant or {}
-  fig = Figure(figsize=(3.2 * len(regions) + 0.4, 3.4), layout='constrained')
+  shown = 1 + max(len(by_class) for by_class in coefficients.values())
+  fig = Figure(figsize=(max(3.2, 0.32 * shown + 0.8) * len(regions) + 0.4, 3.6),
+               layout='constrained')
   axes = np.atleast_1d(fig.subplots(1, len(regions), squeeze=False)[0])
   for ax, region in zip(axes, regions):
     by_class = coefficients[region]
@@ -57,8 +62,8 @@ def region_distributions(coefficients: Mapping[str, Mapping[str, np.ndarray]], *
         ax.text(position, top + 0.04 * (top - bottom), '*', ha='center', va='bottom',
                 fontsize=LABEL_POINTS + 6, color=SIGNIFICANT_COLOUR)
     ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.16 * (top - bottom) + 1e-12)
-    ax.set_xticks(range(1, len(order) + 1), [f'{c}\n(n={len(d)})' for c, d in zip(order, data)],
-                  rotation=60, ha='right', fontsize=LABEL_POINTS - 1)
+    ax.set_xticks(range(1, len(order) + 1), [f'{c} (n={len(d)})' for c, d in zip(order, data)],
+                  rotation=60, ha='right', rotation_mode='anchor', fontsize=LABEL_POINTS - 1)
     ax.set_title(region, fontsize=LABEL_POINTS + 1)
     ax.tick_params(axis='y', labelsize=LABEL_POINTS - 1)
     ax.ticklabel_format(axis='y', style='sci', scilimits=(-2, 3))
@@ -74,7 +79,6 @@ def region_distributions(coefficients: Mapping[str, Mapping[str, np.ndarray]], *
 
 
 def _patch(colour, label):
-  from matplotlib.patches import Patch  # pylint: disable=import-outside-toplevel
   return Patch(facecolor=colour, alpha=0.75, label=label)
 
 
@@ -108,7 +112,6 @@ def training_curves(runs: Mapping[str, Sequence[Mapping]], *,
     ax.set_xlabel('epoch', fontsize=LABEL_POINTS)
     ax.tick_params(labelsize=LABEL_POINTS - 1)
     ax.grid(alpha=0.3)
-  from matplotlib.lines import Line2D  # pylint: disable=import-outside-toplevel
   handles = [Line2D([], [], color=palette(i % palette.N), label=fold)
              for i, fold in enumerate(runs)]
   handles += [Line2D([], [], color='black', linestyle=style, label=split)
@@ -162,7 +165,6 @@ def method_cost(records: Sequence[Mapping]) -> Figure:
       optionally ``device``, ``dtype``, ``batch_size`` (the latest record of
       each key is drawn).
   """
-  from matplotlib.ticker import FuncFormatter, NullFormatter  # pylint: disable=import-outside-toplevel
   latest = {}
   for record in records:
     if record.get('images_per_s'):

@@ -19,8 +19,10 @@ import json
 import pathlib
 from typing import Callable, Optional, Sequence
 
+import jinja2
 import numpy as np
 
+from gestaltxai import __version__
 from gestaltxai.stats import hpo as hpo_lib
 from gestaltxai.stats import results as results_lib
 from gestaltxai.stats.rq1 import Rq1Config, Rq1Test
@@ -461,13 +463,13 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
     FileNotFoundError, ValueError: the table (or the stats folder or HPO
       files) cannot be read.
   """
-  import jinja2  # pylint: disable=import-outside-toplevel
-  from gestaltxai import __version__  # pylint: disable=import-outside-toplevel
-
   table = read_table(report_inputs.table)
   results = _stats_results(report_inputs, table)
   config = results.rq1_config if report_inputs.stats is not None else report_inputs.rq1
   warnings = []
+  if report_inputs.stats is not None and report_inputs.hpo is not None:
+    warnings.append(f'--hpo {report_inputs.hpo} is not used: RQ2 comes from --stats '
+                    f'{report_inputs.stats}')
   maps_path = report_inputs.maps or inputs.sidecar(report_inputs.table, _MAPS_SUFFIX)
   map_set = None
   if maps_path is not None:
