@@ -11,6 +11,7 @@ from skimage import data as skimage_data
 from skimage import transform as skimage_transform
 
 from gestaltxai import cli, data, regions, saliency
+from gestaltxai.data import detect
 from gestaltxai.data.pipeline import FaceDataset
 
 
@@ -197,3 +198,18 @@ def test_auto_detector_finds_the_faces_hog_misses(fairface_dir, fairface_landmar
     print(f'{kind}: eye residual after alignment median {median:.2f} px, 95th percentile '
           f'{p95:.2f} px')
     assert median <= MAX_MEDIAN_EYE_RESIDUAL, kind
+
+
+def test_large_photos_are_searched_smaller_and_landmarked_in_full(fairface_landmarks):
+  """A 11 MP photo: the detector sees about 2 MP, the predictor the full photo."""
+  path, small = next(iter(fairface_landmarks.items()))
+  rgb = np.asarray(Image.open(path).convert('RGB'))
+  factor = 15
+  big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor),
+                                               Image.BICUBIC))
+  assert big.shape[0] * big.shape[1] > 5 * detect.MAX_SEARCH_PIXELS
+  found = data.detect_landmarks(big, name='big.jpg')
+  assert found.detector == 'hog'
+  np.testing.assert_allclose((np.array(found.box) + 0.5) / factor - 0.5, small.box, atol=3)
+  # Pixel centres: x in the photo is (x + 0.5) * factor - 0.5 in the enlarged one.
+  np.testing.assert_allclose((found.five + 0.5) / factor - 0.5, small.five, atol=1.5)

@@ -33,12 +33,6 @@ DEFAULT_UPSAMPLE = {'hog': 1, 'cnn': 0}
 #: Photos are searched for faces at most this large (a 12 MP phone photo at
 #: about 2 MP): HOG with one upsampling and the CNN grow with the pixels.
 MAX_SEARCH_PIXELS = 1600 * 1200
-#: The CNN box -> HOG box map (centre shift and side, in CNN box widths),
-#: fitted on the FairFace photos both detectors find
-#: (``experiments/detector_residuals.py``).
-CNN_TO_HOG = {'shift': (0.0, 0.0), 'scale': 1.0}
-#: Whether the 68-point predictor runs on the adjusted CNN box.
-ADJUST_CNN_BOX = False
 
 # 68-point indices of the five alignment points.
 _RIGHT_EYE = slice(36, 42)   # image-left eye
@@ -178,20 +172,6 @@ def landmarks_in_box(image_rgb: np.ndarray, box: Sequence[float],
   return _shape_points(_predictor(predictor)(_check_photo(image_rgb, '<array>'), rect))
 
 
-def cnn_box_as_hog(box: Sequence[float]) -> np.ndarray:
-  """A CNN (MMOD) face box moved onto the HOG detector's box geometry, (4,) float64.
-
-  The 68-point predictor was trained on HOG-like boxes; the CNN's box sits
-  differently on the face (:data:`CNN_TO_HOG`).
-  """
-  left, top, right, bottom = box
-  width = right - left
-  centre = np.array([(left + right) / 2, (top + bottom) / 2])
-  centre = centre + width * np.asarray(CNN_TO_HOG['shift'])
-  half = width * CNN_TO_HOG['scale'] / 2
-  return np.concatenate([centre - half, centre + half])
-
-
 def detect_landmarks(image_rgb: np.ndarray, *, name: str = '<array>', detector: str = 'auto',
                      upsample: Optional[int] = None) -> FaceLandmarks:
   """Detects the largest face and its landmarks.
@@ -220,8 +200,10 @@ def detect_landmarks(image_rgb: np.ndarray, *, name: str = '<array>', detector: 
     raise NoFaceError(f'no face found in {name} (detector {" then ".join(tried)})')
   if len(boxes) > 1:
     warnings.warn(f'{name}: {len(boxes)} faces found; using the largest', stacklevel=2)
-  box = cnn_box_as_hog(boxes[0]) if kind == 'cnn' and ADJUST_CNN_BOX else boxes[0]
-  points68 = landmarks_in_box(image, box)
-  corners = landmarks_in_box(image, box, PREDICTOR_5)[:4]
+  # The predictor runs on the CNN's own box: moving it onto the HOG box
+  # geometry did not measurably improve the aligned eye centres on FairFace400
+  # (experiments/detector_residuals.py; README).
+  points68 = landmarks_in_box(image, boxes[0])
+  corners = landmarks_in_box(image, boxes[0], PREDICTOR_5)[:4]
   return FaceLandmarks(five_from_68(points68), points68, corners,
                        tuple(int(round(v)) for v in boxes[0]), len(boxes), kind)
