@@ -175,24 +175,42 @@ SYNTHETIC = ['prepare', 'synthetic', '--classes', 'unaffected', 'wide_eyes', '--
              '--folds', '3']
 
 
-def test_a_killed_build_is_never_read_and_continues_to_the_same_bytes(tmp_path, capsys):
+def test_stopped_builds_are_never_read_and_continue_to_the_same_bytes(tmp_path, capsys):
+  """Ctrl-C, then kill -9, then a run to the end: the same bytes as one uninterrupted run."""
   data_dir = tmp_path / 'data'
   items = tmp_path / '.data.building' / 'items'
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
-  run = subprocess.Popen(
-      [sys.executable, '-m', 'gestaltxai.cli', *SYNTHETIC, '--data-dir', str(data_dir),
-       '--workers', '2'], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE)
-  deadline = time.monotonic() + 300
-  while len(list(items.glob('*.npz'))) < 6:
-    assert run.poll() is None, run.stderr.read().decode()[-2000:]
-    assert time.monotonic() < deadline, 'no progress'
-    time.sleep(0.02)
-  os.killpg(run.pid, signal.SIGKILL)  # the command and its worker processes
-  run.wait()
-  run.stderr.close()
-  finished = len(list(items.glob('*.npz')))
-  assert 6 <= finished < 30
+  env = dict(os.environ, PYTHONUNBUFFERED='1',
+             PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+
+  def stop_after(finished, signal_number):
+    """Runs prepare with 2 workers; sends the signal to all its processes after `finished` items."""
+    run = subprocess.Popen(
+        [sys.executable, '-m', 'gestaltxai.cli', *SYNTHETIC, '--data-dir', str(data_dir),
+         '--workers', '2'], env=env, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while len(list(items.glob('*.npz'))) < finished:
+      assert run.poll() is None, run.stderr.read().decode()[-2000:]
+      assert time.monotonic() < deadline, 'no progress'
+      time.sleep(0.02)
+    os.killpg(run.pid, signal_number)
+    out, err = run.communicate(timeout=120)
+    return run.returncode, out.decode(), err.decode()
+
+  code, _, err = stop_after(4, signal.SIGINT)
+  assert code == 130
+  assert err.splitlines()[-1] == (
+      f'gestaltxai prepare: interrupted; the images prepared so far are kept in '
+      f'{tmp_path / ".data.building"}: run the same command again to continue')
+  time.sleep(1)  # workers finish the image in hand, then stop
+  interrupted = len(list(items.glob('*.npz')))
+  assert 4 <= interrupted < 12
+
+  code, out, _ = stop_after(interrupted + 4, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  assert f'continuing: {interrupted} of 30 images were prepared before' in out
+  killed = len(list(items.glob('*.npz')))
+  assert killed < 30
   with pytest.raises(FileNotFoundError):
     FaceDataset.open(data_dir)
   assert not list(data_dir.rglob('dataset_info.json'))
@@ -202,7 +220,7 @@ def test_a_killed_build_is_never_read_and_continues_to_the_same_bytes(tmp_path, 
   (half_written / 'dataset_info.json').write_text('{}')
   capsys.readouterr()
   assert cli.main([*SYNTHETIC, '--data-dir', str(data_dir), '--workers', '0']) == 0
-  assert f'continuing: {finished} of 30 images were prepared before' in capsys.readouterr().out
+  assert f'continuing: {killed} of 30 images were prepared before' in capsys.readouterr().out
   assert not (tmp_path / '.data.building').exists()
   assert cli.main([*SYNTHETIC, '--data-dir', str(tmp_path / 'whole'), '--workers', '0']) == 0
   resumed = FaceDataset.open(data_dir).directory

@@ -65,10 +65,11 @@ def main(argv=None) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     return EXIT_ERROR
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as err:
     if args.debug:
       raise
-    print(f'gestaltxai {args.command}: interrupted', file=sys.stderr)
+    print(f'gestaltxai {args.command}: interrupted' + (f'; {err}' if err.args else ''),
+          file=sys.stderr)
     return EXIT_INTERRUPTED
   except Exception as err:  # pylint: disable=broad-except
     if args.debug:

@@ -261,15 +261,23 @@ def prepare_items(items: Sequence[Item], staging: Staging, *, workers: Optional[
   context = multiprocessing.get_context('spawn')  # fork is unsafe once JAX has threads
   pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
                                                 initializer=_ignore_interrupts)
+  futures = {}
   try:
-    futures = {pool.submit(_prepare, item.recipe, str(staging.entry(key))): (key, item)
-               for key, item in todo.items()}
+    for key, item in todo.items():
+      futures[pool.submit(_prepare, item.recipe, str(staging.entry(key)))] = (key, item)
     for future in concurrent.futures.as_completed(futures):
       key, item = futures[future]
       outcomes[key] = _run_guarded(item, future.result)
       bar.update()
-  except BaseException:
-    pool.shutdown(wait=False, cancel_futures=True)
+  except BaseException as err:
+    # Cancel what has not started: the pool's own cancel_futures is lost once the
+    # executor is collected, and its workers would carry on through the queue.
+    for future in futures:
+      future.cancel()
+    pool.shutdown(wait=False)
+    if isinstance(err, KeyboardInterrupt):
+      raise KeyboardInterrupt(f'the images prepared so far are kept in {staging.root}: run the '
+                              'same command again to continue') from None
     raise
   finally:
     bar.close()
