@@ -1,4 +1,4 @@
-"""gestaltxai <command>: prepare datasets, list methods, run the demo.
+"""gestaltxai <command>: prepare datasets, convert weights, list methods, run the demo.
 
 Each command lives in its own module of this package, which adds its parser
 with ``add_parser(subparsers)``; heavy imports happen when a command runs.
