@@ -309,3 +309,34 @@ def test_one_build_at_a_time_per_folder(tmp_path):
     with pytest.raises(BlockingIOError, match='another process is preparing a dataset in'):
       builders.build(builder, workers=0)
   assert not list((tmp_path / 'data').iterdir())
+
+
+def test_partitions_errors_name_line_and_value(tmp_path):
+  (tmp_path / 'images').mkdir()
+  header = builders.NihFaces.COLUMNS
+  good = [f'{cls}Slide{i}.jpg' for cls in ('Down', 'WS') for i in range(3)]
+
+  def row(name, index, **changes):
+    values = {'image_name': name, **{f'fold-{k}': builders.SPLITS[(index + k) % 3]
+                                     for k in range(1, 6)},
+              **{f'{a}{i}': str(10 * i + (a == 'y')) for i in range(1, 6) for a in 'xy'}}
+    values.update(changes)
+    return [values[column] for column in header]
+
+  cases = {
+      'fold value': ([row(n, i) for i, n in enumerate(good[:5])] + [row(good[5], 5, **{
+          'fold-2': 'training'})], r"line 7: fold-2 is 'training', expected one of train"),
+      'coordinate': ([row(n, i) for i, n in enumerate(good[:3])] + [row(good[3], 3, y4='12,5')]
+                     + [row(n, i) for i, n in enumerate(good[4:])],
+                     r"line 5: y4 is '12,5', not a number"),
+      'class': ([row(n, i) for i, n in enumerate(good)] + [row('DownSyndrome7.jpg', 6)],
+                r"line 8: 'DownSyndrome7.jpg' names no NIH-Faces class"),
+      'duplicate': ([row(n, i) for i, n in enumerate(good)] + [row(good[0], 0)],
+                    r"line 8: image_name 'DownSlide0.jpg' is listed again \(first on line 2\)"),
+      'empty split': ([row(n, 0) for n in good], r'fold-1 has no train image'),
+  }
+  for case, (rows, message) in cases.items():
+    write_table(tmp_path / 'partitions.csv', rows, header=header)
+    with pytest.raises(ValueError, match=message):
+      builders.NihFaces(root=tmp_path, data_dir=tmp_path / 'data')
+    assert not (tmp_path / 'data').exists(), case
