@@ -171,6 +171,10 @@ def test_reuse_only_what_was_built_from_the_same_inputs(photos, built, tmp_path,
   assert dataset_files(directory) == files  # the same inputs give the same bytes
 
 
+# The CLI as a terminal runs it: a shell starts background jobs with SIGINT ignored,
+# and Python then raises no KeyboardInterrupt; a terminal's Ctrl-C does.
+AS_IN_A_TERMINAL = ('import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); '
+                    'from gestaltxai.cli import main; sys.exit(main(sys.argv[1:]))')
 SYNTHETIC = ['prepare', 'synthetic', '--classes', 'unaffected', 'wide_eyes', '--per-class', '15',
              '--folds', '3']
 
@@ -185,7 +189,7 @@ def test_stopped_builds_are_never_read_and_continue_to_the_same_bytes(tmp_path, 
   def stop_after(finished, signal_number):
     """Runs prepare with 2 workers; sends the signal to all its processes after `finished` items."""
     run = subprocess.Popen(
-        [sys.executable, '-m', 'gestaltxai.cli', *SYNTHETIC, '--data-dir', str(data_dir),
+        [sys.executable, '-c', AS_IN_A_TERMINAL, *SYNTHETIC, '--data-dir', str(data_dir),
          '--workers', '2'], env=env, start_new_session=True, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
