@@ -43,7 +43,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one build per folder is then the user's care
   fcntl = None
 
-#: Arrays an item's cache entry holds besides its info.
+#: The cache entry member holding the item's Outcome, as JSON.
 _INFO = 'info'
 _PARTIAL_SUFFIX = '.partial'
 
