@@ -23,7 +23,7 @@ TEST_FOLD_SPLITS = ('train', 'train', 'val', 'test', 'train')
 
 def build_quiet(builder):
   builder._progress = False  # pylint: disable=protected-access
-  return builders.build(builder)
+  return builders.build(builder, workers=0)
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +38,7 @@ def nih_root(tmp_path_factory, fairface_dir):
   for path in photos:
     rgb = np.asarray(Image.open(path).convert('RGB'))
     try:
-      lm = data.detect_landmarks(rgb, name=path.name)
+      lm = data.detect_landmarks(rgb, name=path.name, detector='hog')
     except data.NoFaceError:
       continue
     cls = NIH_NAMES[used % len(NIH_NAMES)]
@@ -143,19 +143,19 @@ def test_folder_builder_skips_broken_and_faceless_photos(tmp_path, fairface_dir)
     writer.writeheader()
     writer.writerows(labels)
   directory = build_quiet(builders.FolderFaces(
-      images=images, labels=csv_path, label_column='gender', data_dir=str(tmp_path / 'out'),
-      file_format='array_record'))
+      images=images, labels=csv_path, label_column='gender', num_folds=3,
+      data_dir=str(tmp_path / 'out'), file_format='array_record'))
   ds = FaceDataset.open(directory)
   skipped = {s['name']: s['reason'] for s in ds.metadata['skipped']}
   assert 'corrupt.jpg' in skipped and 'wall.jpg' in skipped
   assert 'no face found in wall.jpg' in skipped['wall.jpg']
   assert len(ds) + len(skipped) == 16 and len(ds) >= 8
   assert ds.classes == ['Female', 'Male']
-  for fold in range(1, 6):
+  for fold in range(1, 4):
     parts = [set(ds.indices(fold, s)) for s in ('train', 'val', 'test')]
     assert set().union(*parts) == set(range(len(ds))) and sum(map(len, parts)) == len(ds)
   summary = prepare_command.summary(ds)
-  assert 'wall.jpg' in summary and 'fold-5' in summary
+  assert 'wall.jpg' in summary and 'fold-3' in summary
 
 
 def test_stratified_folds_balance_classes_and_follow_the_seed():
@@ -177,7 +177,7 @@ def test_synthetic_faces_are_deterministic_bytes(tmp_path):
   files = []
   for run in ('one', 'two'):
     directory = build_quiet(builders.SyntheticFaces(
-        classes=('unaffected', 'short_nose'), per_class=4, seed=7,
+        classes=('unaffected', 'short_nose'), per_class=4, seed=7, num_folds=3,
         data_dir=str(tmp_path / run), file_format='array_record'))
     files.append(sorted(directory.glob('*.array_record*')))
   assert files[0] and [f.read_bytes() for f in files[0]] == [f.read_bytes() for f in files[1]]
@@ -239,11 +239,15 @@ def test_batches_shard_shuffle_and_subtract_the_mean(tmp_path):
 
 def test_cli_prepare_synthetic_and_demo(tmp_path, capsys):
   assert cli.main(['prepare', 'synthetic', '--classes', 'unaffected', 'long_philtrum',
-                   '--per-class', '3', '--data-dir', str(tmp_path / 'syn')]) == 0
+                   '--per-class', '3', '--folds', '3', '--workers', '0',
+                   '--data-dir', str(tmp_path / 'syn')]) == 0
   printed = capsys.readouterr().out
   assert '6 images' in printed and 'long_philtrum: 3' in printed
-  assert cli.main(['demo', '--out', str(tmp_path / 'demo'), '--per-class', '2',
+  assert cli.main(['demo', '--out', str(tmp_path / 'demo'), '--per-class', '5',
                    '--methods', 'gradient', 'grad_cam']) == 0
+  # The demo builds through the same function: other data in its folder is refused, not reused.
+  assert cli.main(['demo', '--out', str(tmp_path / 'demo'), '--per-class', '6']) == 1
+  assert 'per_class 5 -> 6' in capsys.readouterr().err
   with open(tmp_path / 'demo' / 'coefficients.csv', newline='') as f:
     table = list(csv.DictReader(f))
   assert table and {r['method'] for r in table} == {'gradient', 'grad_cam'}

@@ -5,41 +5,72 @@ from __future__ import annotations
 import collections
 import pathlib
 
+from gestaltxai.cli import int_at_least
+
+#: How the summary names who found the faces.
+DETECTOR_NAMES = {'hog': "found by dlib's HOG detector", 'cnn': "found by dlib's CNN detector",
+                  'given': 'with their landmarks given'}
+
 
 def summary(dataset) -> str:
-  """Images per class and per fold split, and the images that were skipped."""
+  """Images per class and fold split, faces per detector, warnings and skipped images."""
   from gestaltxai.data.builders import SPLITS
+  metadata = dataset.metadata
   lines = [f'{len(dataset)} images in {dataset.directory}']
   counts = collections.Counter(dataset.labels.tolist())
   lines += [f'  {name:>16s}: {counts.get(i, 0)}' for i, name in enumerate(dataset.classes)]
-  for fold in range(1, dataset.metadata['num_folds'] + 1):
+  for fold in range(1, metadata['num_folds'] + 1):
     sizes = ', '.join(f'{s} {len(dataset.indices(fold, s))}' for s in SPLITS)
     lines.append(f'  fold-{fold}: {sizes}')
-  skipped = dataset.metadata.get('skipped', [])
+  detectors = metadata.get('detectors', {})
+  if detectors:
+    lines.append('faces: ' + ', '.join(
+        f'{n} {DETECTOR_NAMES.get(kind, kind)}' for kind, n in detectors.items()))
+  warnings = metadata.get('warnings', [])
+  if warnings:
+    lines.append(f'{len(warnings)} warnings:')
+    lines += [f'  {w["name"]}: {w["warning"]}' for w in warnings]
+  skipped = metadata.get('skipped', [])
   no_face = sum('no face' in s['reason'] for s in skipped)
-  lines.append(f'{len(skipped)} images could not be used ({no_face} without a face):')
+  lines.append(f'{len(skipped)} images could not be used ({no_face} without a face)'
+               + (':' if skipped else ''))
   lines += [f'  {s["name"]}: {s["reason"]}' for s in skipped]
   return '\n'.join(lines)
+
+
+def _nih(args, common):
+  from gestaltxai.data import builders
+  return builders.NihFaces(root=args.root, detector=args.detector, **common)
+
+
+def _folder(args, common):
+  from gestaltxai.data import builders
+  return builders.FolderFaces(images=args.images, labels=args.labels,
+                              label_column=args.label_column, num_folds=args.folds,
+                              seed=args.seed, detector=args.detector, **common)
+
+
+def _synthetic(args, common):
+  from gestaltxai.data import builders
+  return builders.SyntheticFaces(classes=tuple(args.classes), per_class=args.per_class,
+                                 seed=args.seed, num_folds=args.folds, **common)
+
+
+#: Source name -> the builder made from the parsed arguments.
+BUILDERS = {'nih-faces': _nih, 'folder': _folder, 'synthetic': _synthetic}
 
 
 def run(args) -> None:
   from gestaltxai.data import builders
   from gestaltxai.data.pipeline import FaceDataset
-  common = dict(data_dir=str(args.data_dir), file_format='array_record')
-  if args.source == 'nih-faces':
-    builder = builders.NihFaces(root=args.root, **common)
-  elif args.source == 'folder':
-    builder = builders.FolderFaces(images=args.images, labels=args.labels,
-                                   label_column=args.label_column, num_folds=args.folds,
-                                   seed=args.seed, **common)
-  else:
-    builder = builders.SyntheticFaces(classes=tuple(args.classes), per_class=args.per_class,
-                                      seed=args.seed, num_folds=args.folds, **common)
-  directory = builders.build(builder)
+  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir})
+  directory = builders.build(builder, overwrite=args.overwrite, workers=args.workers)
   print(summary(FaceDataset.open(directory)))
 
 
 def add_parser(commands) -> None:
+  from gestaltxai.data.builders import DEFAULT_FOLDS, DEFAULT_SEED, MIN_FOLDS
+  from gestaltxai.data.detect import DETECTORS
   from gestaltxai.data.synthetic import TRAITS
   prepare = commands.add_parser('prepare', help='build an aligned face dataset (TFDS)')
   sources = prepare.add_subparsers(dest='source', required=True)
@@ -47,14 +78,22 @@ def add_parser(commands) -> None:
   nih.add_argument('--root', type=pathlib.Path, required=True)
   folder = sources.add_parser('folder', help='a folder of photos + a CSV of labels')
   folder.add_argument('--images', type=pathlib.Path, required=True)
-  folder.add_argument('--labels', type=pathlib.Path, required=True)
+  folder.add_argument('--labels', type=pathlib.Path, required=True,
+                      help='CSV with a "file" column (paths under --images) and the label column')
   folder.add_argument('--label-column', required=True)
   synthetic = sources.add_parser('synthetic', help='synthetic faces with planted traits')
   synthetic.add_argument('--classes', nargs='+', default=list(TRAITS), choices=list(TRAITS))
-  synthetic.add_argument('--per-class', type=int, default=40)
+  synthetic.add_argument('--per-class', type=int_at_least(1), default=40)
   for sub in (folder, synthetic):
-    sub.add_argument('--folds', type=int, default=5)
-    sub.add_argument('--seed', type=int, default=0)
+    sub.add_argument('--folds', type=int_at_least(MIN_FOLDS), default=DEFAULT_FOLDS)
+    sub.add_argument('--seed', type=int, default=DEFAULT_SEED)
+  for sub in (nih, folder):
+    sub.add_argument('--detector', choices=DETECTORS, default='auto',
+                     help='auto: HOG, then the CNN where HOG finds no face (default)')
   for sub in (nih, folder, synthetic):
     sub.add_argument('--data-dir', type=pathlib.Path, required=True)
+    sub.add_argument('--overwrite', action='store_true',
+                     help='replace a dataset in --data-dir built from other arguments or inputs')
+    sub.add_argument('--workers', type=int_at_least(0), default=None,
+                     help='processes that align photos (default: every core; 0: this one)')
     sub.set_defaults(run=run)

@@ -9,8 +9,11 @@ own head size) ports the same way.
 
 from __future__ import annotations
 
+import collections
+import importlib
 import os
 import pickle
+import zipfile
 from typing import Any, Mapping, Optional
 
 import jax
@@ -135,25 +138,102 @@ def _torch_shape(flax_shape, is_kernel, name):
   return tuple(flax_shape)
 
 
-def load_vggface2(path: str | os.PathLike, num_classes: Optional[int] = None,
-                  rng: Optional[jax.Array] = None) -> dict:
-  """``port_vggface2`` of a weights file.
+class _Refused(pickle.UnpicklingError):
+  """The pickle asks for something a state dict never holds."""
 
-  ``path`` is the published ``resnet50_ft_weight.pkl`` (a latin1 pickle), or
-  a ``.npz`` of a state dict (for example a fine-tuned model).
+
+class _StateDictUnpickler(pickle.Unpickler):
+  """Admits only what a pickled state dict of numpy arrays needs.
+
+  ``pickle.load`` calls whatever a file names (``os.system``, ``eval``):
+  weight files come from the web, so every global the file asks for must be
+  in :data:`_STATE_DICT_GLOBALS`, and anything else stops the load before it
+  runs.
+  """
+
+  def __init__(self, file, name: str):
+    super().__init__(file, encoding='latin1')  # Python 2 pickles (the published weights)
+    self._name = name
+
+  def find_class(self, module, name):
+    found = _STATE_DICT_GLOBALS.get((module, name))
+    if found is None:
+      raise _Refused(
+          f'{self._name}: refused to load: the pickle asks for {module}.{name}, which a state '
+          'dict of numpy arrays never needs (only dicts, arrays and dtypes are admitted)')
+    return found
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+  """``_codecs.encode`` as protocol-2 pickles use it for bytes, and for nothing else."""
+  if encoding != 'latin1' or not isinstance(text, str):
+    raise _Refused(f'refused _codecs.encode with encoding {encoding!r}')
+  return text.encode('latin1')
+
+
+def _numpy_globals() -> dict:
+  """numpy's pickle helpers under their NumPy 1 (``numpy.core``) and 2 (``numpy._core``) names."""
+  found = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+  core = importlib.import_module('numpy._core' if hasattr(np, '_core') else 'numpy.core')
+  for package in ('numpy.core', 'numpy._core'):
+    found[(f'{package}.multiarray', '_reconstruct')] = core.multiarray._reconstruct
+    found[(f'{package}.multiarray', 'scalar')] = core.multiarray.scalar
+    found[(f'{package}.numeric', '_frombuffer')] = core.numeric._frombuffer
+  return found
+
+
+#: (module, name) -> the object a state-dict pickle may load.
+_STATE_DICT_GLOBALS = {('collections', 'OrderedDict'): collections.OrderedDict,
+                       ('_codecs', 'encode'): _latin1_bytes, **_numpy_globals()}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """{name: numpy array} from a weights file: a state-dict pickle or ``.npz``.
+
+  Pickles are read with a restricted unpickler: dicts, numpy arrays, dtypes
+  and numpy scalars load; any other object the file asks for is refused
+  before it is created, so a malicious file runs nothing.
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    ValueError: an unreadable or refused file, or one that is not a
+      mapping of names to numeric arrays; the message names the file.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f'no weights file at {path}')
   if path.endswith('.npz'):
-    with np.load(path) as archive:
-      weights = dict(archive)
+    try:
+      with np.load(path) as archive:  # allow_pickle=False: no objects
+        weights = dict(archive)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+      raise ValueError(f'{path}: not a readable .npz of arrays ({err})') from err
   else:
     with open(path, 'rb') as f:
       try:
-        weights = pickle.load(f, encoding='latin1')
-      except Exception as err:  # pickle raises many types for a bad file
-        raise ValueError(f'{path}: not a readable latin1 pickle ({err})') from err
-    if not isinstance(weights, Mapping):
-      raise ValueError(f'{path}: expected a dict of arrays, got {type(weights).__name__}')
-  return port_vggface2(weights, num_classes, rng)
+        weights = _StateDictUnpickler(f, path).load()
+      except _Refused as err:
+        message = str(err)
+        raise ValueError(message if message.startswith(path) else f'{path}: {message}') from err
+      except Exception as err:  # a bad pickle raises many types
+        raise ValueError(f'{path}: not a readable latin1 pickle ({type(err).__name__}: '
+                         f'{err})') from err
+  if not isinstance(weights, Mapping):
+    raise ValueError(f'{path}: expected a dict of arrays, got {type(weights).__name__}')
+  for key, value in weights.items():
+    if not isinstance(key, str) or not isinstance(value, (np.ndarray, np.generic)) or not (
+        np.issubdtype(np.asarray(value).dtype, np.number)
+        or np.asarray(value).dtype == np.bool_):
+      raise ValueError(f'{path}: entry {key!r} is a {type(value).__name__}, not a numeric array')
+  return {key: np.asarray(value) for key, value in weights.items()}
+
+
+def load_vggface2(path: str | os.PathLike, num_classes: Optional[int] = None,
+                  rng: Optional[jax.Array] = None) -> dict:
+  """``port_vggface2`` of a weights file.
+
+  ``path`` is the published ``resnet50_ft_weight.pkl`` (a latin1 pickle, read
+  by :func:`read_state_dict`'s restricted unpickler), or a ``.npz`` of a
+  state dict (``gestaltxai convert-weights`` writes one; a fine-tuned model).
+  """
+  return port_vggface2(read_state_dict(path), num_classes, rng)
