@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
-COMMANDS = ('demo', 'prepare', 'methods')
+COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'methods')
 
 
 def build_parser() -> argparse.ArgumentParser:
