@@ -8,7 +8,6 @@ mean, weight 0.
 
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import Sequence
 
@@ -83,7 +82,3 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: pathlib.
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
-
-def finite_or_none(value: float):
-  """JSON has no NaN: None for a non-finite number."""
-  return value if value is not None and math.isfinite(value) else None
