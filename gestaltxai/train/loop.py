@@ -297,5 +297,5 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
                  best_epochs={name: result['best_epoch'] for name, result in results.items()})
   write_json(runs / SUMMARY_FILE, summary)
   plot_confusion(confusion, summary['classes'], runs / CONFUSION_FIGURE,
-                 f'{len(results)} folds: test accuracy {summary["mean"]["accuracy"]:.3f}')
+                 f'{", ".join(results)}: mean test accuracy {summary["mean"]["accuracy"]:.3f}')
   return summary, format_table(summary)
