@@ -88,7 +88,7 @@ def save(checkpoints: ocp.CheckpointManager, epoch: int, state, iterator,
   try:
     checkpoints.save(epoch, args=items)
   except (OSError, ValueError) as err:
-    raise ValueError(_save_failure(checkpoints, epoch, err)) from err
+    raise ValueError(_save_failure(checkpoints, err)) from err
 
 
 def wait(checkpoints: ocp.CheckpointManager) -> None:
@@ -96,14 +96,15 @@ def wait(checkpoints: ocp.CheckpointManager) -> None:
   try:
     checkpoints.wait_until_finished()
   except (OSError, ValueError) as err:
-    raise ValueError(_save_failure(checkpoints, checkpoints.latest_step(), err)) from err
+    raise ValueError(_save_failure(checkpoints, err)) from err
 
 
-def _save_failure(checkpoints, epoch, err) -> str:
-  steps = [s for s in checkpoints.all_steps() if s != epoch]
-  intact = f'epoch {max(steps)} is the last complete one' if steps else 'none is complete'
-  return (f'saving the checkpoint of epoch {epoch} in {checkpoints.directory} failed '
-          f'({err}); {intact}')
+def _save_failure(checkpoints, err) -> str:
+  """Saves fail in the background and surface at the next save: name what is intact."""
+  steps = checkpoints.all_steps()
+  intact = (f'the checkpoint of epoch {max(steps)} is intact' if steps
+            else 'no checkpoint is complete')
+  return f'saving a checkpoint in {checkpoints.directory} failed ({err}); {intact}'
 
 
 def restore_training(checkpoints: ocp.CheckpointManager, epoch: int, abstract_state,
