@@ -6,6 +6,7 @@ import math
 import os
 import pathlib
 import pickle
+import resource
 import signal
 import socket
 import subprocess
@@ -235,3 +236,17 @@ def test_bad_input_is_one_clear_line(args, message, data_dir, tmp_path, capsys):
   assert cli.main(argv) == 1
   err = capsys.readouterr().err.strip()
   assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_full_disk_is_one_clear_error(data_dir, tmp_path):
+  def small_files():  # files stop growing at 20 kB, as on a full disk (EFBIG, not ENOSPC)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+  done = subprocess.run(_train_command(data_dir, tmp_path), env=_environment(1),
+                        preexec_fn=small_files, capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert done.returncode == 1
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith('gestaltxai train: saving a checkpoint in ') and 'File too large' in last
+  assert 'no checkpoint is complete' in last
+  assert not [p for p in (tmp_path / 'fold-1' / 'checkpoints').iterdir() if p.name.isdigit()]
