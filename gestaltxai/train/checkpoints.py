@@ -72,7 +72,8 @@ def manager(directory: pathlib.Path, *, policy: Optional[LatestAndBest] = None,
   """The fold's checkpoint manager (asynchronous saves; leftovers of killed saves removed)."""
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy or LatestAndBest(), cleanup_tmp_directories=not read_only,
-      enable_async_checkpointing=True, read_only=read_only, create=not read_only)
+      enable_async_checkpointing=True, read_only=read_only, create=not read_only,
+      save_interval_steps=0 if read_only else 1)
   return ocp.CheckpointManager(directory.absolute(), options=options,
                                item_handlers=dict(_ITEM_HANDLERS))
 
