@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = 'data'
 #: Batch entries that go to the devices (the rest, such as names, stay on the host).
@@ -99,7 +99,8 @@ class DataParallel:
     if global_batch_size % len(devices):
       raise ValueError(f'the batch size {global_batch_size} must be a multiple of the '
                        f'{len(devices)} devices')
-    self.mesh = Mesh(np.array(devices), (DATA_AXIS,))
+    # Auto axes: the partitioner places the reductions (a default that changes across versions).
+    self.mesh = Mesh(np.array(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
     self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
     self.global_batch_size = global_batch_size
