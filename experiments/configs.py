@@ -24,7 +24,7 @@ TINY = TrainConfig(
     model=ModelConfig(stage_sizes=(1, 1, 1, 1), width=16, pool_window=None),
     image_size=112,
     optimizer='sgd',
-    learning_rate=0.05,
+    learning_rate=0.02,
     head_lr_multiplier=1.0,
     weight_decay=5e-4,
     restart_epochs=None,
