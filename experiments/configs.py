@@ -6,7 +6,8 @@
   epochs stepped once per epoch, 35 epochs, batch 32, horizontal flips).
 * ``tiny``: a narrow, shallow ResNet of the same family trained from scratch
   at 112 px, which learns the built-in synthetic faces on a 2-core CPU in
-  a minute; it serves the demo and the tests.
+  about two minutes (0.75 test accuracy on 720 training faces, 5 classes);
+  it serves the demo and the tests.
 
 :data:`DEMO_SIZES` gives the demo's data and epoch budgets for ``tiny``.
 """
