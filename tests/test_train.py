@@ -248,6 +248,7 @@ def test_a_full_disk_is_one_clear_error(data_dir, tmp_path):
   assert done.returncode == 1
   # orbax also logs the failure from its saving thread; ours is the one line of the CLI.
   ours = [line for line in done.stderr.splitlines() if line.startswith('gestaltxai train:')]
-  assert len(ours) == 1 and ours[0].startswith('gestaltxai train: saving a checkpoint in ')
+  assert len(ours) == 1, done.stderr[-3000:]
+  assert ours[0].startswith('gestaltxai train: saving a checkpoint in ')
   assert 'File too large' in ours[0] and 'no checkpoint is complete' in ours[0]
   assert not [p for p in (tmp_path / 'fold-1' / 'checkpoints').iterdir() if p.name.isdigit()]

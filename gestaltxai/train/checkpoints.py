@@ -37,6 +37,9 @@ CHECKPOINTS = 'checkpoints'
 #: The validation metric that picks the best epoch.
 BEST_METRIC = 'val_accuracy'
 WHICH = ('best', 'latest')
+# What a failed background write raises: tensorstore's errors are ValueErrors, the file
+# system's OSErrors, and orbax may wrap either in a RuntimeError while it shuts its loop.
+_SAVE_ERRORS = (OSError, ValueError, RuntimeError)
 _ITEM_HANDLERS = {'variables': ocp.StandardCheckpointHandler,
                   'optimizer': ocp.StandardCheckpointHandler,
                   'data': grain.checkpoint.CheckpointHandler,
@@ -88,7 +91,7 @@ def save(checkpoints: ocp.CheckpointManager, epoch: int, state, iterator,
       metadata=ocp.args.JsonSave(metadata))
   try:
     checkpoints.save(epoch, args=items)
-  except (OSError, ValueError) as err:
+  except _SAVE_ERRORS as err:
     raise ValueError(_save_failure(checkpoints, err)) from err
 
 
@@ -96,12 +99,15 @@ def wait(checkpoints: ocp.CheckpointManager) -> None:
   """Waits for the last save; a failure (a full disk) names the directory and what is intact."""
   try:
     checkpoints.wait_until_finished()
-  except (OSError, ValueError) as err:
+  except _SAVE_ERRORS as err:
     raise ValueError(_save_failure(checkpoints, err)) from err
 
 
 def _save_failure(checkpoints, err) -> str:
   """Saves fail in the background and surface at the next save: name what is intact."""
+  # The write error (a full disk) may arrive wrapped in an error of orbax's shutdown.
+  while err.__context__ is not None and not isinstance(err, (OSError, ValueError)):
+    err = err.__context__
   steps = checkpoints.all_steps()
   intact = (f'the checkpoint of epoch {max(steps)} is intact' if steps
             else 'no checkpoint is complete')
