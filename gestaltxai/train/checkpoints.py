@@ -127,6 +127,12 @@ def restore_training(checkpoints: ocp.CheckpointManager, epoch: int, abstract_st
                                 step=optimizer['step'], opt_state=optimizer['opt_state'])
 
 
+def restore_variables(checkpoints: ocp.CheckpointManager, epoch: int, abstract_variables) -> dict:
+  """{'params', 'batch_stats'} of ``epoch``, onto the shardings of ``abstract_variables``."""
+  return checkpoints.restore(epoch, args=ocp.args.Composite(
+      variables=ocp.args.StandardRestore(abstract_variables)))['variables']
+
+
 def read_metadata(checkpoints: ocp.CheckpointManager, epoch: int) -> dict[str, Any]:
   return checkpoints.restore(epoch, args=ocp.args.Composite(
       metadata=ocp.args.JsonRestore()))['metadata']
@@ -177,7 +183,6 @@ def load_checkpoint(path: str | pathlib.Path, which: str = 'best', *, sharding=N
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                         shapes)
-  restored = checkpoints.restore(epoch, args=ocp.args.Composite(
-      variables=ocp.args.StandardRestore(target)))
+  variables = restore_variables(checkpoints, epoch, target)
   checkpoints.close()
-  return model, restored['variables'], config, metadata
+  return model, variables, config, metadata

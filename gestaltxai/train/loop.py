@@ -198,22 +198,10 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
                       f'fold {fold}')
   for epoch in range(len(history) + 1, config.epochs + 1):
     started = time.perf_counter()
-    losses, correct = [], 0.0
-    pending = None
-    for _ in range(steps_per_epoch):
-      state, metrics = parallel.train(state, parallel.put_batch(next(stream)))
-      # Read the previous step's numbers while this one runs.
-      if pending is not None:
-        losses.append(float(host_value(pending['loss'])))
-        correct += float(host_value(pending['correct']))
-        _advance(bar, losses[-1], config.batch_size, started, len(losses))
-      pending = metrics
-    losses.append(float(host_value(pending['loss'])))
-    correct += float(host_value(pending['correct']))
-    _advance(bar, losses[-1], config.batch_size, started, len(losses))
+    state, train = _train_epoch(parallel, state, stream, steps_per_epoch, bar)
     val = evaluators['val'](state.variables)
-    history.append({'epoch': epoch, 'train_loss': float(np.mean(losses)),
-                    'train_accuracy': correct / (steps_per_epoch * config.batch_size),
+    history.append({'epoch': epoch, 'train_loss': train['loss'],
+                    'train_accuracy': train['accuracy'],
                     'val_loss': val['loss'], 'val_accuracy': val['accuracy'],
                     'learning_rate': float(rate((epoch - 1) * steps_per_epoch)),
                     'seconds': time.perf_counter() - started})
@@ -230,9 +218,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   ckpt.wait(checkpoints)
 
   best = ckpt.best_step(history)
-  abstract_variables = parallel.abstract(state.variables)
-  variables = checkpoints.restore(best, args=ckpt.ocp.args.Composite(
-      variables=ckpt.ocp.args.StandardRestore(abstract_variables)))['variables']
+  variables = ckpt.restore_variables(checkpoints, best, parallel.abstract(state.variables))
   checkpoints.close()
   test = evaluators['test'](variables)
   confusion = confusion_matrix(test['labels'], test['predicted'], len(classes))
@@ -246,6 +232,29 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   log(f'fold {fold}: best epoch {best}, test accuracy {result["test"]["accuracy"]:.3f}, '
       f'macro F1 {result["test"]["macro_f1"]:.3f}')
   return result
+
+
+def _train_epoch(parallel: DataParallel, state: TrainState, stream, steps: int,
+                 bar) -> tuple[TrainState, dict]:
+  """``steps`` train steps; the epoch's mean loss and accuracy."""
+  started = time.perf_counter()
+  losses, correct = [], 0.0
+  pending = None
+
+  def record(metrics):
+    nonlocal correct
+    losses.append(float(host_value(metrics['loss'])))
+    correct += float(host_value(metrics['correct']))
+    _advance(bar, losses[-1], parallel.global_batch_size, started, len(losses))
+
+  for _ in range(steps):
+    state, metrics = parallel.train(state, parallel.put_batch(next(stream)))
+    if pending is not None:  # read the previous step's numbers while this one runs
+      record(pending)
+    pending = metrics
+  record(pending)
+  return state, {'loss': float(np.mean(losses)),
+                 'accuracy': correct / (steps * parallel.global_batch_size)}
 
 
 def _log_epoch(log, fold, epochs, entry) -> None:
