@@ -6,7 +6,6 @@ import math
 import os
 import pathlib
 import pickle
-import resource
 import signal
 import socket
 import subprocess
@@ -238,13 +237,20 @@ def test_bad_input_is_one_clear_line(args, message, data_dir, tmp_path, capsys):
   assert message in err and len(err.splitlines()) == 1
 
 
-def test_a_full_disk_is_one_clear_error(data_dir, tmp_path):
-  def small_files():  # files stop growing at 20 kB, as on a full disk (EFBIG, not ENOSPC)
+SMALL_FILES = textwrap.dedent('''
+    import resource, signal, sys
+    # Files stop growing at 20 kB, as on a full disk (EFBIG rather than ENOSPC).
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
-  done = subprocess.run(_train_command(data_dir, tmp_path), env=_environment(1),
-                        preexec_fn=small_files, capture_output=True, text=True, timeout=300,
-                        check=False)
+    from gestaltxai import cli
+    sys.exit(cli.main(sys.argv[1:]))
+''')
+
+
+def test_a_full_disk_is_one_clear_error(data_dir, tmp_path):
+  command = [sys.executable, '-c', SMALL_FILES] + _train_command(data_dir, tmp_path)[3:]
+  done = subprocess.run(command, env=_environment(1), capture_output=True, text=True,
+                        timeout=300, check=False)
   assert done.returncode == 1
   # orbax also logs the failure from its saving thread; ours is the one line of the CLI.
   ours = [line for line in done.stderr.splitlines() if line.startswith('gestaltxai train:')]
