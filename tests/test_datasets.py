@@ -229,7 +229,7 @@ def test_batches_shard_shuffle_and_subtract_the_mean(tmp_path):
                                                             shuffle=True, seed=1, epoch=1)])
   assert not np.array_equal(order, other_epoch)
   shards = [np.concatenate([b['index'] for b in batches(
-      ds, everything, 3, mean_bgr=mean, shuffle=True, seed=1, process_index=p,
+      ds, everything, 4, mean_bgr=mean, shuffle=True, seed=1, process_index=p,
       process_count=2, drop_remainder=False)]) for p in range(2)]
   assert not set(shards[0]) & set(shards[1])
   assert sorted(np.concatenate(shards)) == everything.tolist()

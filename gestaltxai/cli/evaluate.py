@@ -1,0 +1,20 @@
+"""gestaltxai evaluate: test scores of every trained fold, their mean and std, confusion figures."""
+
+from __future__ import annotations
+
+import pathlib
+
+
+def run(args) -> None:
+  from gestaltxai.train.loop import evaluate_runs
+  summary, table = evaluate_runs(args.runs)
+  print(table)
+  print(f'{args.runs / "summary.json"}, {args.runs / "confusion.png"}')
+  del summary
+
+
+def add_parser(commands) -> None:
+  evaluate = commands.add_parser('evaluate', help='summarise the test scores of trained folds')
+  evaluate.add_argument('--runs', type=pathlib.Path, required=True,
+                        help='the --out folder of `gestaltxai train`')
+  evaluate.set_defaults(run=run)

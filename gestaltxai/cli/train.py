@@ -1,0 +1,70 @@
+"""gestaltxai train: fine-tune on every device (and host), one fold or all, resumable."""
+
+from __future__ import annotations
+
+import pathlib
+
+
+def run(args) -> None:
+  from gestaltxai.train import distributed
+  # Joining a multi-host run must come before anything touches a device.
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                         auto_detect=args.distributed)
+  import jax
+
+  from experiments.configs import get_config
+  from gestaltxai.data.pipeline import FaceDataset
+  from gestaltxai.train import train_fold
+
+  config = get_config(args.config).replace(epochs=args.epochs, seed=args.seed, dtype=args.dtype,
+                                           batch_size=args.batch_size, workers=args.workers,
+                                           learning_rate=args.learning_rate)
+  dataset = FaceDataset.open(args.data_dir)
+  folds = range(1, dataset.num_folds + 1) if args.fold == 'all' else [_fold_number(args.fold)]
+  for fold in folds:
+    if not 1 <= fold <= dataset.num_folds:
+      raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
+                       f'1..{dataset.num_folds}')
+  lead = jax.process_index() == 0
+  if lead:
+    print(f'{args.config}: {len(dataset)} images, {len(dataset.classes)} classes, '
+          f'{jax.device_count()} devices in {jax.process_count()} processes, global batch '
+          f'{config.batch_size}, {config.epochs} epochs, {config.dtype}')
+  for fold in folds:
+    train_fold(dataset, fold, config, args.out, weights=args.weights, progress=not args.quiet,
+               log=print if lead else (lambda _: None))
+  if lead and len(folds) > 1:
+    print(f'summary over folds: gestaltxai evaluate --runs {args.out}')
+
+
+def _fold_number(text: str) -> int:
+  try:
+    return int(text)
+  except ValueError as err:
+    raise ValueError(f'--fold takes a number or "all", got {text!r}') from err
+
+
+def add_parser(commands) -> None:
+  train = commands.add_parser('train', help='fine-tune on every device; resumes a run in --out')
+  train.add_argument('--data-dir', type=pathlib.Path, required=True,
+                     help='a dataset made by `gestaltxai prepare`')
+  train.add_argument('--out', type=pathlib.Path, required=True, help='RUNS folder (fold-K/ inside)')
+  train.add_argument('--fold', default='1', help='a fold number or "all" (default 1)')
+  train.add_argument('--config', default='reference', help='reference (default) or tiny')
+  train.add_argument('--weights', type=pathlib.Path,
+                     help='resnet50_ft_weight.pkl (VGGFace2) or a trained fold folder')
+  train.add_argument('--epochs', type=int, help="default: the configuration's")
+  train.add_argument('--seed', type=int, help='default: 0')
+  train.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype')
+  train.add_argument('--batch-size', type=int, help="global batch; default: the configuration's")
+  train.add_argument('--learning-rate', type=float,
+                     help="the body's base rate (the head's follows); default: the configuration's")
+  train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
+  train.add_argument('--quiet', action='store_true', help='no progress bar')
+  multi = train.add_argument_group('multi-host (run the same command in every process)')
+  multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')
+  multi.add_argument('--num-processes', type=int, help='($JAX_NUM_PROCESSES)')
+  multi.add_argument('--process-id', type=int, help='($JAX_PROCESS_ID)')
+  multi.add_argument('--distributed', action='store_true',
+                     help='detect the cluster (SLURM, Open MPI, Cloud TPU) without --coordinator')
+  train.set_defaults(run=run)

@@ -1,0 +1,301 @@
+"""Training one fold end to end: resume, epochs, validation, checkpoints, the test split.
+
+``RUNS/fold-K/`` after a run:
+
+* ``checkpoints/<epoch>/``: orbax checkpoints of the latest and the best epoch
+  (:mod:`gestaltxai.train.checkpoints`);
+* ``metrics.json``: ``{"config", "fold", "classes", "epochs": [{epoch,
+  train_loss, train_accuracy, val_loss, val_accuracy, learning_rate,
+  seconds}], "best_epoch", "test": {accuracy, macro_f1, weighted_f1,
+  confusion}}``, rewritten after every epoch (``test`` once the run ends);
+* ``confusion.png``: the test confusion matrix of the best epoch.
+
+The same call on a folder that holds checkpoints resumes from the latest
+one: model, optimizer and schedule position, and the data iterator (the
+flips and shuffles are functions of (seed, epoch), so no random state is
+lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gestaltxai.data.builders import SPLITS
+from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
+                                      plan_batches)
+from gestaltxai.train import checkpoints as ckpt
+from gestaltxai.train.config import ModelConfig, TrainConfig, differences
+from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confusion, scores,
+                                     summarize)
+from gestaltxai.train.optim import HEAD, epoch_schedule, make_optimizer
+from gestaltxai.train.step import DataParallel, TrainState, host_value
+
+METRICS_FILE = 'metrics.json'
+CONFUSION_FIGURE = 'confusion.png'
+#: Config fields a resumed run may change: they do not change what is computed. (The
+#: number of decoding workers shapes the saved iterator state, so it must stay.)
+RESUMABLE_CHANGES = ('epochs', 'cache')
+
+
+def fold_dir(runs: pathlib.Path, fold: int) -> pathlib.Path:
+  return pathlib.Path(runs) / f'fold-{fold}'
+
+
+def write_json(path: pathlib.Path, value) -> None:
+  """Writes JSON atomically: a reader never sees half a file."""
+  temporary = path.with_name(f'.{path.name}.tmp')
+  temporary.write_text(json.dumps(value, indent=1))
+  os.replace(temporary, path)
+
+
+def initial_variables(model, config: TrainConfig, num_classes: int,
+                      weights: Optional[pathlib.Path], key: jax.Array) -> dict:
+  """Random variables, VGGFace2 weights (a pickle) or a trained fold (an orbax folder).
+
+  A new head is initialised from ``key`` where the class count differs.
+  """
+  def fresh():
+    sample = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
+    return jax.jit(model.init)(key, sample)
+
+  if weights is None:
+    return fresh()
+  weights = pathlib.Path(weights)
+  if weights.is_dir():
+    _, loaded, saved_config, _ = ckpt.load_checkpoint(weights)
+    changed = differences({'model': saved_config.to_dict()['model']},
+                          {'model': config.to_dict()['model']})
+    if changed:
+      raise ValueError(f'{weights} holds another network than the {config.name} '
+                       f'configuration\'s: {"; ".join(changed)}')
+    if loaded['params'][HEAD]['bias'].shape != (num_classes,):
+      loaded = {**loaded, 'params': {**loaded['params'], HEAD: fresh()['params'][HEAD]}}
+    return loaded
+  if config.model != ModelConfig():
+    raise ValueError(f'{weights}: VGGFace2 weights fit the ResNet-50 of the reference '
+                     f'configuration, not the {config.name} configuration\'s {config.model}')
+  from gestaltxai.models import load_vggface2  # pylint: disable=import-outside-toplevel
+  try:
+    return load_vggface2(weights, num_classes=num_classes, rng=key)
+  except KeyError as err:
+    raise ValueError(f'{weights}: not VGGFace2 ResNet-50 weights ({err})') from err
+
+
+class _Evaluator:
+  """Loss, accuracy and predictions of a model over one split, in fixed-shape batches."""
+
+  def __init__(self, parallel: DataParallel, source, indices: np.ndarray, config: TrainConfig,
+               mean_bgr: np.ndarray):
+    index, count = parallel.process_block
+    plan = plan_batches(indices, config.batch_size, process_index=index, process_count=count,
+                        remainder='pad')
+    self.parallel = parallel
+    self.batches = batch_dataset(source, plan, mean_bgr=mean_bgr, image_size=config.image_size)
+    self.workers = config.workers
+
+  def __call__(self, variables) -> dict:
+    losses, labels, predicted = [], [], []
+    for batch in iterate(self.batches, workers=self.workers):
+      out = {k: host_value(v) for k, v in
+             self.parallel.evaluate(variables, self.parallel.put_batch(batch)).items()}
+      valid = out['valid']
+      losses.append(out['loss'][valid])
+      labels.append(out['label'][valid])
+      predicted.append(out['predicted'][valid])
+    labels, predicted = np.concatenate(labels), np.concatenate(predicted)
+    return {'loss': float(np.concatenate(losses).astype(np.float64).mean()),
+            'accuracy': float((labels == predicted).mean()), 'labels': labels,
+            'predicted': predicted}
+
+
+def _split_indices(dataset: FaceDataset, fold: int, batch_size: int) -> dict[str, np.ndarray]:
+  splits = {split: dataset.indices(fold, split) for split in SPLITS}
+  for split, indices in splits.items():
+    if not len(indices):
+      raise ValueError(f'fold {fold} of {dataset.directory} has no {split} images')
+  if len(splits['train']) < batch_size:
+    raise ValueError(f'fold {fold} has {len(splits["train"])} training images, fewer than '
+                     f'one batch of {batch_size}')
+  return splits
+
+
+def _check_resumable(saved: dict, expected: dict, directory: pathlib.Path) -> None:
+  current = {k: v for k, v in expected['config'].items() if k not in RESUMABLE_CHANGES}
+  before = {k: v for k, v in saved['config'].items() if k not in RESUMABLE_CHANGES}
+  changed = differences(before, current)
+  changed += differences({'classes': saved['classes']}, {'classes': expected['classes']})
+  if changed:
+    raise ValueError(f'{directory} holds a run of another configuration ({"; ".join(changed)}); '
+                     'choose another --out, or delete it to start over')
+
+
+def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathlib.Path, *,
+               weights: Optional[pathlib.Path] = None, devices: Optional[Sequence] = None,
+               progress: bool = False, log: Callable[[str], None] = print) -> dict:
+  """Trains ``fold`` into ``runs/fold-K`` (resuming a run found there) and tests its best epoch.
+
+  Args:
+    weights: VGGFace2 weights (a pickle) or a trained fold's folder to start from.
+    devices: the mesh (default: every device of every process).
+
+  Returns:
+    The content of ``metrics.json``.
+  """
+  classes = dataset.classes
+  splits = _split_indices(dataset, fold, config.batch_size)
+  mean_bgr = dataset.mean_bgr(fold)
+  model = config.model.build(len(classes), config.dtype)
+  steps_per_epoch = len(splits['train']) // config.batch_size
+  tx = make_optimizer(config, steps_per_epoch)
+  parallel = DataParallel(model, tx, config.batch_size, devices)
+  index, count = parallel.process_block
+  source = (cache_records(dataset, np.concatenate(list(splits.values())), config.image_size)
+            if config.cache else dataset)
+  train_plan = plan_batches(splits['train'], config.batch_size, seed=config.seed,
+                            epochs=range(config.epochs), shuffle=True, flip=config.flip,
+                            process_index=index, process_count=count, remainder='drop')
+  stream = iterate(batch_dataset(source, train_plan, mean_bgr=mean_bgr,
+                                 image_size=config.image_size), workers=config.workers)
+  evaluators = {split: _Evaluator(parallel, source, splits[split], config, mean_bgr)
+                for split in ('val', 'test')}
+
+  out = fold_dir(runs, fold)
+  keep = ckpt.LatestAndBest()
+  checkpoints = ckpt.manager(out / ckpt.CHECKPOINTS, policy=keep)
+  identity = {'config': config.to_dict(), 'fold': fold, 'classes': classes,
+              'image_size': config.image_size, 'mean_bgr': [float(v) for v in mean_bgr],
+              'dataset': str(dataset.directory), 'devices': jax.device_count(),
+              'processes': jax.process_count()}
+  create = jax.jit(lambda v: TrainState.create(v, tx), out_shardings=parallel.replicated)
+  key = jax.random.PRNGKey(config.seed)
+  latest = checkpoints.latest_step()
+  if latest is None:
+    state = create(parallel.replicate(
+        initial_variables(model, config, len(classes), weights, key)))
+    history = []
+  else:
+    saved = ckpt.read_metadata(checkpoints, latest)
+    _check_resumable(saved, identity, out)
+    variables = jax.eval_shape(model.init, key, jnp.zeros(
+        (1, config.image_size, config.image_size, 3), jnp.float32))
+    state = ckpt.restore_training(checkpoints, latest,
+                                  parallel.abstract(jax.eval_shape(create, variables)), stream)
+    history = saved['history']
+    keep.best_epoch = saved['best_epoch']
+    log(f'fold {fold}: resuming after epoch {latest} from {checkpoints.directory}')
+
+  lead = jax.process_index() == 0
+  rate = epoch_schedule(config, steps_per_epoch, config.learning_rate)
+  bar = _progress_bar(progress and lead, (config.epochs - len(history)) * steps_per_epoch,
+                      f'fold {fold}')
+  for epoch in range(len(history) + 1, config.epochs + 1):
+    started = time.perf_counter()
+    losses, correct = [], 0.0
+    pending = None
+    for _ in range(steps_per_epoch):
+      state, metrics = parallel.train(state, parallel.put_batch(next(stream)))
+      # Read the previous step's numbers while this one runs.
+      if pending is not None:
+        losses.append(float(host_value(pending['loss'])))
+        correct += float(host_value(pending['correct']))
+        _advance(bar, losses[-1], config.batch_size, started, len(losses))
+      pending = metrics
+    losses.append(float(host_value(pending['loss'])))
+    correct += float(host_value(pending['correct']))
+    _advance(bar, losses[-1], config.batch_size, started, len(losses))
+    val = evaluators['val'](state.variables)
+    history.append({'epoch': epoch, 'train_loss': float(np.mean(losses)),
+                    'train_accuracy': correct / (steps_per_epoch * config.batch_size),
+                    'val_loss': val['loss'], 'val_accuracy': val['accuracy'],
+                    'learning_rate': float(rate((epoch - 1) * steps_per_epoch)),
+                    'seconds': time.perf_counter() - started})
+    best = keep.best_epoch = ckpt.best_step(history)
+    ckpt.save(checkpoints, epoch, state, stream, {
+        **identity, 'epoch': epoch, 'best_epoch': best, 'history': history,
+        'best_val_accuracy': next(h['val_accuracy'] for h in history if h['epoch'] == best)})
+    if lead:
+      write_json(out / METRICS_FILE, {'config': identity['config'], 'fold': fold,
+                                      'classes': classes, 'epochs': history, 'best_epoch': best})
+    _log_epoch(log if not bar else bar.write, fold, config.epochs, history[-1])
+  if bar:
+    bar.close()
+  ckpt.wait(checkpoints)
+
+  best = ckpt.best_step(history)
+  abstract_variables = parallel.abstract(state.variables)
+  variables = checkpoints.restore(best, args=ckpt.ocp.args.Composite(
+      variables=ckpt.ocp.args.StandardRestore(abstract_variables)))['variables']
+  checkpoints.close()
+  test = evaluators['test'](variables)
+  confusion = confusion_matrix(test['labels'], test['predicted'], len(classes))
+  result = {'config': identity['config'], 'fold': fold, 'classes': classes, 'epochs': history,
+            'best_epoch': best, 'test': {**scores(confusion), 'loss': test['loss'],
+                                         'confusion': confusion.tolist()}}
+  if lead:
+    write_json(out / METRICS_FILE, result)
+    plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
+                   f'fold {fold}, epoch {best}: test accuracy {result["test"]["accuracy"]:.3f}')
+  log(f'fold {fold}: best epoch {best}, test accuracy {result["test"]["accuracy"]:.3f}, '
+      f'macro F1 {result["test"]["macro_f1"]:.3f}')
+  return result
+
+
+def _log_epoch(log, fold, epochs, entry) -> None:
+  log(f'fold {fold} epoch {entry["epoch"]}/{epochs}: train loss {entry["train_loss"]:.3f} '
+      f'acc {entry["train_accuracy"]:.3f} | val loss {entry["val_loss"]:.3f} '
+      f'acc {entry["val_accuracy"]:.3f} | lr {entry["learning_rate"]:.2e} | '
+      f'{entry["seconds"]:.1f} s')
+
+
+def _progress_bar(enabled: bool, total: int, description: str):
+  if not enabled:
+    return None
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(total=total, desc=description, unit='step', dynamic_ncols=True)
+
+
+def _advance(bar, loss: float, batch_size: int, started: float, steps: int) -> None:
+  if bar:
+    rate = steps * batch_size / max(time.perf_counter() - started, 1e-9)
+    bar.set_postfix_str(f'loss {loss:.3f}, {rate:.0f} img/s', refresh=False)
+    bar.update(1)
+
+
+SUMMARY_FILE = 'summary.json'
+
+
+def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
+  """Summarises the tested folds under ``runs``: writes summary.json and confusion.png.
+
+  Returns:
+    The summary ({'folds', 'mean', 'std', 'classes', 'confusion'}) and its table as text.
+  """
+  runs = pathlib.Path(runs)
+  found = sorted(runs.glob(f'fold-*/{METRICS_FILE}'), key=lambda p: int(p.parent.name[5:]))
+  if not found:
+    raise FileNotFoundError(f'no fold-K/{METRICS_FILE} under {runs} (written by '
+                            '`gestaltxai train`)')
+  results = {p.parent.name: json.loads(p.read_text()) for p in found}
+  unfinished = [name for name, result in results.items() if 'test' not in result]
+  if unfinished:
+    raise ValueError(f'{", ".join(unfinished)} under {runs} not finished: no test result yet '
+                     '(run `gestaltxai train` again to resume)')
+  classes = {tuple(result['classes']) for result in results.values()}
+  if len(classes) > 1:
+    raise ValueError(f'the folds under {runs} disagree on the classes: {sorted(classes)}')
+  summary = summarize({name: result['test'] for name, result in results.items()})
+  confusion = np.sum([result['test']['confusion'] for result in results.values()], axis=0)
+  summary.update(classes=list(classes.pop()), confusion=confusion.tolist(),
+                 best_epochs={name: result['best_epoch'] for name, result in results.items()})
+  write_json(runs / SUMMARY_FILE, summary)
+  plot_confusion(confusion, summary['classes'], runs / CONFUSION_FIGURE,
+                 f'{", ".join(results)}: mean test accuracy {summary["mean"]["accuracy"]:.3f}')
+  return summary, format_table(summary)
