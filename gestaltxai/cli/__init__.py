@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
-COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'methods', 'stats', 'report')
+COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'stats', 'report', 'methods')
 
 
 def build_parser() -> argparse.ArgumentParser:
