@@ -16,7 +16,7 @@ import os
 import sys
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
-COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'stats', 'report', 'methods',
+COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'stats', 'report', 'methods',
             'convert_weights')
 #: Errors about the user's inputs or environment, reported by their message alone.
 ANTICIPATED = (OSError, ValueError, KeyError, RuntimeError, ImportError)

@@ -72,11 +72,18 @@ class LatestAndBest(checkpoint_managers.PreservationPolicy):
 
 def manager(directory: pathlib.Path, *, policy: Optional[LatestAndBest] = None,
             read_only: bool = False) -> ocp.CheckpointManager:
-  """The fold's checkpoint manager (asynchronous saves; leftovers of killed saves removed)."""
+  """The fold's checkpoint manager (asynchronous saves; leftovers of killed saves removed).
+
+  A read-only manager belongs to this process alone: processes of a multi-host run
+  load checkpoints independently (extraction), so orbax must not wait for the others.
+  """
+  alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                             active_processes={jax.process_index()})
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy or LatestAndBest(), cleanup_tmp_directories=not read_only,
       enable_async_checkpointing=True, read_only=read_only, create=not read_only,
-      save_interval_steps=0 if read_only else 1)
+      save_interval_steps=0 if read_only else 1,
+      **({'multiprocessing_options': alone} if read_only else {}))
   return ocp.CheckpointManager(directory.absolute(), options=options,
                                item_handlers=dict(_ITEM_HANDLERS))
 

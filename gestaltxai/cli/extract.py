@@ -1,0 +1,103 @@
+"""gestaltxai extract: every test image x every method -> region coefficients, resumable."""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+
+
+def run(args) -> None:
+  from gestaltxai.train import distributed
+  # Joining a multi-host run must come before anything touches a device.
+  joined = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                  auto_detect=args.distributed)
+  import jax
+
+  from gestaltxai import extract
+
+  job = extract.extraction(
+      args.data_dir, args.out, runs=args.runs, weights=args.weights,
+      methods=args.methods or extract.REFERENCE_METHODS,
+      method_options=extract.parse_method_options(args.method_options), regions=args.regions,
+      folds=args.folds, batch_size=args.batch_size, shard_size=args.shard_size,
+      dtype=args.dtype, out_format=args.format, seed=args.seed, workers=args.workers,
+      progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None))
+  index, count = extract.process_split(args.process_index, args.process_count)
+  done = job.run(index, count)
+  if joined:  # every process finishes its shards before process 0 assembles
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices('gestaltxai extract: shards written')
+    done['missing'] = [s.id for s in job.store.missing(job.shards)]
+    if jax.process_index() == 0:
+      _finish(job, done)
+    # The processes leave together (jax.distributed shuts down as one).
+    multihost_utils.sync_global_devices('gestaltxai extract: table written')
+    return
+  _finish(job, done)
+
+
+def _finish(job, done: dict) -> None:
+  """Writes the table when every shard is there, and says what it holds."""
+  import pyarrow.parquet as pq
+  from pyarrow import csv as pa_csv
+
+  from gestaltxai import extract
+  if done['missing']:
+    print(f'{len(done["missing"])} shards are left for other processes; the table is written '
+          'by whichever finishes last (or by this command run again)')
+    return
+  provenance = job.assemble(done)
+  table = (pq.read_table(job.table, columns=['status']) if job.out_format == 'parquet'
+           else pa_csv.read_csv(job.table))
+  statuses = collections.Counter(table.column('status').to_pylist())
+  problems = {s: n for s, n in statuses.items() if s != extract.spec.OK}
+  print(f'{provenance["rows"]} rows ({provenance["images"]} images x {len(job.methods)} '
+        f'methods) -> {job.table}')
+  if problems:
+    print(f'{sum(problems.values())} rows have NaN coefficients: ' + '; '.join(
+        f'{n} {s}' for s, n in sorted(problems.items())))
+  print(f'maps: {extract.maps_path(job.table)}, provenance: {extract.provenance_path(job.table)}')
+
+
+def add_parser(commands) -> None:
+  parser = commands.add_parser(
+      'extract', help='region coefficients of every test image for every method (resumable)')
+  parser.add_argument('--data-dir', type=pathlib.Path, required=True,
+                      help='a dataset made by `gestaltxai prepare`')
+  model = parser.add_mutually_exclusive_group(required=True)
+  model.add_argument('--runs', type=pathlib.Path, help='a `gestaltxai train` output (fold-K/)')
+  model.add_argument('--weights', type=pathlib.Path,
+                     help='one model for every image: a state dict (.npz or pickle) with the '
+                          "dataset's classes, or a trained fold folder")
+  parser.add_argument('--out', type=pathlib.Path, required=True,
+                      help='the table, TABLE.parquet or TABLE.csv')
+  parser.add_argument('--methods', nargs='+',
+                      help='method names or "all" (default: the reference pipeline\'s 15)')
+  parser.add_argument('--method-options', help='JSON: {"integrated_gradients": {"steps": 50}}')
+  parser.add_argument('--regions', default='reference', help='reference (default) or fine')
+  parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
+  parser.add_argument('--batch-size', type=_positive, default=32,
+                      help='images per step on this process (rounded up to the devices)')
+  parser.add_argument('--shard-size', type=_positive, default=256,
+                      help='images per shard, the unit written and resumed')
+  parser.add_argument('--dtype', choices=('float32', 'bfloat16'))
+  parser.add_argument('--format', help='parquet or csv (default: from the --out suffix)')
+  parser.add_argument('--seed', type=int, default=0, help='randomness of the noise methods')
+  parser.add_argument('--workers', type=int, default=0, help='decoding processes (default: threads)')
+  parser.add_argument('--process-index', type=int, help='this job of --process-count (SLURM array)')
+  parser.add_argument('--process-count', type=_positive)
+  parser.add_argument('--coordinator', help='host:port of process 0 of a jax.distributed run')
+  parser.add_argument('--num-processes', type=_positive)
+  parser.add_argument('--process-id', type=int)
+  parser.add_argument('--distributed', action='store_true',
+                      help='let JAX find the cluster (SLURM, TPU pod) and join it')
+  parser.add_argument('--quiet', action='store_true', help='no progress bar')
+  parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+  import argparse  # pylint: disable=import-outside-toplevel
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+  return value

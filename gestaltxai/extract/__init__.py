@@ -1,0 +1,25 @@
+"""Extraction at scale: dataset x methods -> a region coefficient table.
+
+* :func:`extraction` checks every input and returns an :class:`Extraction`,
+  whose :meth:`~Extraction.run` computes this process's shards and
+  :meth:`~Extraction.assemble` writes the table (Parquet or CSV), its maps
+  (``TABLE.maps.npz``) and its provenance (``TABLE.json``).
+* :mod:`gestaltxai.extract.step`: the compiled device steps (coefficients on
+  the device; only (B, regions) leave it).
+* :mod:`gestaltxai.extract.store`: shards, the manifest, atomic writes.
+* :mod:`gestaltxai.extract.spec`: methods with options, region sets, columns.
+"""
+
+from gestaltxai.extract.run import (EXAMPLES, NO_FOLD, REFERENCE_METHODS, Extraction, ModelSource,
+                                    extraction, maps_path, process_split, provenance_path)
+from gestaltxai.extract.spec import (COEFFICIENT_SUFFIX, NORMALIZED_SUFFIX, REGION_SETS,
+                                     RQ2_REGIONS, MethodSpec, columns, method_specs,
+                                     parse_method_options)
+from gestaltxai.extract.step import DeviceSteps, method_step, predict_step
+from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
+
+__all__ = ['COEFFICIENT_SUFFIX', 'DeviceSteps', 'EXAMPLES', 'Extraction', 'FORMATS',
+           'MethodSpec', 'ModelSource', 'NORMALIZED_SUFFIX', 'NO_FOLD', 'REFERENCE_METHODS',
+           'REGION_SETS', 'RQ2_REGIONS', 'Shard', 'ShardStore', 'columns', 'extraction',
+           'maps_path', 'method_specs', 'method_step', 'parse_method_options', 'plan_shards',
+           'predict_step', 'process_split', 'provenance_path']

@@ -1,0 +1,147 @@
+"""What an extraction computes: methods with their options, region sets, table columns.
+
+Everything here is plain data, so a run's arguments can be written to its
+manifest and compared with the next run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from gestaltxai.regions.hpo import HPO_REGIONS, hpo_region_map
+from gestaltxai.regions.landmarks import FINE_REGIONS, fine_region_map
+from gestaltxai.regions.maps import REFERENCE_REGIONS
+from gestaltxai.saliency.registry import METHODS, Method, get_method
+
+#: Suffix of the RQ1 coefficient columns (``eye_xai``) and of the RQ2 ones, whose
+#: relevance is min-max normalised per image first (``eye_xai_norm``).
+COEFFICIENT_SUFFIX = '_xai'
+NORMALIZED_SUFFIX = '_xai_norm'
+#: Options the table's regions fill in for region methods (their players).
+REGION_OPTIONS = ('regions', 'num_regions')
+#: A row's status when its coefficients are all there.
+OK = 'ok'
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionSet:
+  """Region label maps of one kind, from a dataset record.
+
+  Attributes:
+    names: label names, id 0 ('none' or 'background') first; columns are
+      written for ids 1.. .
+    labels: record -> (H, W) int labels; raises ValueError with the reason a
+      record has no map.
+  """
+
+  names: tuple[str, ...]
+  labels: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+  @property
+  def columns(self) -> tuple[str, ...]:
+    return self.names[1:]
+
+
+def _stored_regions(record):
+  return np.asarray(record['regions'], np.int32)
+
+
+def _fine_regions(record):
+  return fine_region_map(record['parsing'], record['points68'])
+
+
+#: ``--regions``: the reference's RQ1 boxes (stored in the dataset) or the fine regions.
+REGION_SETS = {
+    'reference': RegionSet(REFERENCE_REGIONS, _stored_regions),
+    'fine': RegionSet(FINE_REGIONS, _fine_regions),
+}
+#: RQ2's regions (the reference's boxes plus forehead, chin and hair), always written
+#: with normalised relevance.
+RQ2_REGIONS = RegionSet(HPO_REGIONS, lambda record: hpo_region_map(record['parsing'],
+                                                                    record['regions']))
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """A method and the options it runs with (static values only, JSON-able)."""
+
+  name: str
+  options: tuple[tuple[str, Any], ...] = ()
+
+  @property
+  def method(self) -> Method:
+    return METHODS[self.name]
+
+  def resolved(self) -> dict[str, Any]:
+    """Every option with its value (defaults filled in), for the provenance."""
+    given = dict(self.options)
+    return {k: v for k, v in self.method.resolve({**given, **_region_placeholders(
+        self.method)}).items() if k not in REGION_OPTIONS}
+
+
+def _region_placeholders(method: Method) -> dict[str, Any]:
+  """Stand-ins for the options extraction fills per batch, so resolving checks the rest."""
+  return {option: None for option in REGION_OPTIONS if option in method.options
+          and method.options[option] is inspect.Parameter.empty}
+
+
+def method_specs(names: Sequence[str], options: Optional[Mapping[str, Mapping]] = None
+                 ) -> tuple[MethodSpec, ...]:
+  """Canonical specs of ``names`` ('all' for every method), options checked now.
+
+  Args:
+    names: method names or reference aliases, or ['all'].
+    options: {method name or alias: {option: value}} (``--method-options``).
+  """
+  names = list(METHODS) if list(names) == ['all'] else list(names)
+  canonical = [get_method(name).name for name in names]
+  repeated = sorted({n for n in canonical if canonical.count(n) > 1})
+  if repeated:
+    raise ValueError(f'methods named twice: {repeated}')
+  by_name = {}
+  for name, values in (options or {}).items():
+    method = get_method(name)
+    if method.name not in canonical:
+      raise ValueError(f'--method-options names {name}, which is not among the methods '
+                       f'{canonical}')
+    if not isinstance(values, Mapping):
+      raise ValueError(f'options of {name} must be a JSON object, got {values!r}')
+    fixed = set(values) & set(REGION_OPTIONS)
+    if fixed:
+      raise ValueError(f'{method.name}: {sorted(fixed)} come from --regions, not options')
+    by_name[method.name] = tuple(sorted(values.items()))
+  specs = tuple(MethodSpec(name, by_name.get(name, ())) for name in canonical)
+  for spec in specs:
+    spec.resolved()  # unknown options and bad values are refused before any work
+  return specs
+
+
+def parse_method_options(text: Optional[str]) -> dict[str, dict]:
+  """``--method-options`` JSON: {method: {option: value}}; lists become tuples."""
+  if not text:
+    return {}
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as err:
+    raise ValueError(f'--method-options is not valid JSON ({err}): {text!r}') from err
+  if not isinstance(value, dict):
+    raise ValueError(f'--method-options must be a JSON object of objects, got {text!r}')
+
+  def frozen(v):
+    return tuple(frozen(i) for i in v) if isinstance(v, list) else v
+
+  return {m: {k: frozen(v) for k, v in (o or {}).items()} if isinstance(o, dict) else o
+          for m, o in value.items()}
+
+
+def columns(region_set: RegionSet, classes: Sequence[str]) -> list[str]:
+  """The table's columns, in order."""
+  return ['image_name', 'fold', 'method',
+          *(f'{r}{COEFFICIENT_SUFFIX}' for r in region_set.columns),
+          *(f'{r}{NORMALIZED_SUFFIX}' for r in RQ2_REGIONS.columns),
+          'label', 'predicted', *(f'p_{c}' for c in classes), 'status']
