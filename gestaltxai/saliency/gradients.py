@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import input_gradient, per_image, result_dtype
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
@@ -49,7 +49,8 @@ def input_x_gradient(model, variables, x, target, *, key=None):
 
 
 def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
-                         rule='riemann_right', baseline=0.0, max_batch=DEFAULT_MAX_BATCH):
+                         rule='riemann_right', baseline=0.0, max_batch=None,
+                         memory_budget=None):
   """Integrated gradients, (B, H, W, 3) float32. Cost: ``steps`` x (forward + backward).
 
   ``(x - baseline) * sum_k w_k grad(baseline + alpha_k (x - baseline))``. The
@@ -61,7 +62,10 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
   Args:
     baseline: scalar, (B,) or image-shaped, in the model's input space.
     max_batch: the most images per pass; steps run in chunks of
-      ``max_batch // B`` inside one scan.
+      ``max_batch // B``, one after another. Default: what is fastest on the
+      backend and fits ``memory_budget`` (see :mod:`~gestaltxai.saliency.chunking`).
+    memory_budget: bytes the passes may take when ``max_batch`` is None
+      (default: a share of the device's memory).
   """
   del key
   alphas, weights = integration_points(rule, steps)
@@ -75,5 +79,5 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
 
   dtype = result_dtype(x)
   points = (jnp.asarray(alphas, dtype), jnp.asarray(weights, dtype))
-  chunk = chunk_size(steps, x.shape[0], max_batch)
+  chunk = chunk_size(weighted_gradient, points, x.shape[0], max_batch, memory_budget)
   return delta.astype(dtype) * chunked_sum(weighted_gradient, points, chunk)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
 
@@ -49,13 +49,14 @@ def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
 
   Returns:
     ``fn(model, variables, x, target, *, key, samples=20, noise_level=0.1,
-    sigma=None, clean_last=None, max_batch=..., **base_options)``; cost:
+    sigma=None, clean_last=None, max_batch=None, memory_budget=None,
+    **base_options)``; cost:
     ``samples`` x the cost of ``base``.
   """
   reduce = REDUCTIONS[reduction]
 
   def method(model, variables, x, target, *, key=None, samples=20, noise_level=0.1,
-             sigma=None, clean_last=None, max_batch=DEFAULT_MAX_BATCH, **base_options):
+             sigma=None, clean_last=None, max_batch=None, memory_budget=None, **base_options):
     if key is None:
       raise ValueError('noise methods need a key: pass key=jax.random.PRNGKey(...)')
     clean_last = clean_last_default if clean_last is None else clean_last
@@ -71,7 +72,7 @@ def noise_tunnel(base, reduction: str, clean_last_default: bool = False):
                          **base_options)
       return attribution, jnp.square(attribution)
 
-    chunk = chunk_size(samples, x.shape[0], max_batch)
+    chunk = chunk_size(one_sample, (keys, scales), x.shape[0], max_batch, memory_budget)
     total, total_sq = chunked_sum(one_sample, (keys, scales), chunk)
     return reduce(total, total_sq, samples)
 
