@@ -49,9 +49,10 @@ class Executable:
 
 
 def compile_call(fn, *args) -> Executable:
-  """Lowers and compiles ``fn(*args)``, keeping XLA's FLOPs and temporary bytes."""
+  """Compiles ``fn(*args)`` as the top-level computation, with the options that bound
+  chunked passes' memory (``chunking.COMPILER_OPTIONS``), keeping XLA's counts."""
   started = time.perf_counter()
-  executable = jax.jit(fn).lower(*args).compile()
+  executable = jax.jit(fn, compiler_options=chunking.COMPILER_OPTIONS).lower(*args).compile()
   compile_s = time.perf_counter() - started
   return Executable(lambda: executable(*args), compile_s, xla_flops(executable),
                     executable.memory_analysis().temp_size_in_bytes)

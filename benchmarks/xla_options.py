@@ -3,8 +3,8 @@
     python -m benchmarks.xla_options [--size full|tiny] [--method gradient] [--batch 4]
         [--options NAME ...] [--repeats 5]
 
-Compiles the method once as ``saliency.compiled`` does (its
-``chunking.COMPILER_OPTIONS``) and once per candidate option added
+Compiles the method once with ``chunking.COMPILER_OPTIONS`` (as the
+benchmarks run it) and once per candidate option added
 (``compile(compiler_options=...)``: per computation, nothing global), then
 times them in turns so that load from other processes falls on all alike.
 Each record gives the option's images/s and its ratio to the defaults
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from benchmarks import method_cost, networks, records
 from gestaltxai import saliency
+from gestaltxai.saliency import chunking
 
 #: name -> XLA compiler options (values as XLA_FLAGS would spell them).
 CANDIDATES = {
@@ -44,8 +45,8 @@ BFLOAT16 = 'bfloat16'
 
 def compile_with(name: str, model, inputs, options):
   """(call, compile seconds, temp bytes) of the method compiled with XLA ``options``."""
-  lowered = saliency.compiled(name, model).lower(*inputs)
-  executable = lowered.compile(compiler_options=options or None)
+  lowered = jax.jit(saliency.compiled(name, model)).lower(*inputs)
+  executable = lowered.compile(compiler_options={**chunking.COMPILER_OPTIONS, **options})
   return lambda: executable(*inputs), executable.memory_analysis().temp_size_in_bytes
 
 

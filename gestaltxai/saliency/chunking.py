@@ -33,14 +33,15 @@ FASTEST_IMAGES_PER_PASS = {'cpu': 8, 'gpu': 256, 'tpu': 256}
 #: accelerators hold little else; a CPU's RAM is shared with the host.
 MEMORY_FRACTION = {'cpu': 0.25, 'gpu': 0.5, 'tpu': 0.5}
 _DEFAULT_BACKEND = 'gpu'  # for backends not in the tables (plugins)
-#: XLA options for computations that run chunked passes, passed per computation
-#: (``jax.jit(..., compiler_options=COMPILER_OPTIONS)``; never set globally).
-#: XLA:CPU's default scheduler runs independent operations side by side for its
-#: thread pool and computes data-independent ones (the index iotas of every
-#: max-pool gradient) at the start, so each pass's buffers live from the start:
-#: IG with 10 passes took 2.3x one pass's memory even with the passes
-#: sequenced. The memory-optimised scheduler keeps it at 1x. Options of other
-#: backends' compilers are ignored by the rest.
+#: XLA options for the top-level computation that runs chunked passes
+#: (``jax.jit(f, compiler_options=COMPILER_OPTIONS)``; options of other
+#: backends' compilers are ignored by the rest). XLA:CPU's default scheduler
+#: computes data-independent operations first (the index iotas of every
+#: max-pool gradient, one set per pass), so sequenced passes still hold 2.3x
+#: one pass's memory (IG, 10 passes, ResNet-50); its memory-optimised scheduler
+#: holds 1.0x. JAX allows compiler options on the outermost jit only, so the
+#: entry points that own it (benchmarks, extraction) pass them; the library's
+#: functions cannot.
 COMPILER_OPTIONS = {'xla_cpu_scheduler_type': 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'}
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency import (cam, chunking, full_gradient, gradients, lrp, noise, perturbation,
+from gestaltxai.saliency import (cam, full_gradient, gradients, lrp, noise, perturbation,
                                  propagation, rescale)
 
 Array = jax.Array
@@ -155,8 +155,7 @@ def predict(model, variables, x: Array) -> Array:
   return jnp.argmax(model.apply(variables, x), axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('name', 'model', 'reduce', 'static_options'),
-                   compiler_options=chunking.COMPILER_OPTIONS)
+@functools.partial(jax.jit, static_argnames=('name', 'model', 'reduce', 'static_options'))
 def _run(name, model, variables, x, target, key, array_options, static_options, reduce):
   method = METHODS[name]
   attribution = method.fn(model, variables, x, target, key=key, **array_options,
@@ -172,7 +171,7 @@ def compiled(method: str, model, *, reduce: bool = False, **options):
   """
   fn = get_method(method).fn
 
-  @functools.partial(jax.jit, compiler_options=chunking.COMPILER_OPTIONS)
+  @jax.jit
   def run(variables, x, target, key):
     attribution = fn(model, variables, x, target, key=key, **options)
     return relevance_of(attribution) if reduce else attribution
