@@ -10,7 +10,12 @@ benchmarks.<stage>``):
 * ``peak``: the device's matmul peak, the yardstick for achieved FLOP/s;
 * ``method_cost``: every method's cost (beside Captum with ``--captum``);
 * ``train_cost``: training-step images/s;
-* ``extract_cost``: end-to-end extraction images/s.
+* ``extract_cost``: end-to-end extraction images/s;
+
+and, with ``--stages``, the measurements behind the defaults:
+
+* ``pass_size``: images per pass against speed (the default ``max_batch``);
+* ``xla_options``: XLA:CPU compiler options and bfloat16, A/B against the defaults.
 
 A stage whose module is not written yet is reported and skipped. Run it under
 the shared lock on a shared machine (``flock /tmp/gestaltxai-heavy.lock ...``);
@@ -28,6 +33,9 @@ from typing import Optional
 from benchmarks import networks, tables
 
 
+DEFAULT_STAGES = ('peak', 'method_cost', 'train_cost', 'extract_cost')
+
+
 def stage_arguments(args) -> dict[str, list[str]]:
   """stage -> its argv, from the suite's arguments."""
   common = ['--size', args.size] + (['--records', args.records] if args.records else [])
@@ -36,7 +44,7 @@ def stage_arguments(args) -> dict[str, list[str]]:
   if args.methods:
     method_cost += ['--methods', *args.methods]
   return {'peak': common, 'method_cost': method_cost, 'train_cost': common,
-          'extract_cost': common}
+          'extract_cost': common, 'pass_size': common, 'xla_options': common}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -53,7 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                       '(default benchmarks/RESULTS.md)')
   args = parser.parse_args(argv)
   for stage, stage_argv in stage_arguments(args).items():
-    if args.stages and stage not in args.stages:
+    if stage not in (args.stages or DEFAULT_STAGES):
       continue
     module_name = f'benchmarks.{stage}'
     if importlib.util.find_spec(module_name) is None:

@@ -3,7 +3,7 @@
 import json
 
 from benchmarks import __main__ as suite
-from benchmarks import records, tables
+from benchmarks import pass_size, records, tables, xla_options
 
 SMOKE_METHODS = ('gradient', 'integrated_gradients', 'occlusion')
 
@@ -31,6 +31,22 @@ def test_suite_at_tiny_size_writes_records_and_tables(tmp_path):
   assert 'prose kept' in text and 'stale' not in text
   assert '| integrated_gradients | 2 |' in text and '| float32 |' in text
   assert tables.main(['--records', str(log), '--results', str(results), '--check']) == 0
+
+
+def test_pass_size_and_xla_options_at_tiny_size(tmp_path):
+  log = tmp_path / 'results.jsonl'
+  pass_size.main(['--size', 'tiny', '--images-per-pass', '1', '2', '--batch', '2',
+                  '--repeats', '1', '--records', str(log)])
+  xla_options.main(['--size', 'tiny', '--options', 'bfloat16', '--repeats', '1',
+                    '--records', str(log)])
+  written = list(records.read_records(log))
+  sizes = sorted((r['name'], r['images_per_pass']) for r in written
+                 if r['benchmark'] == 'pass_size')
+  # A pass smaller than the batch cannot hold it: IG only at 2 images per pass.
+  assert sizes == [('gradient', 1), ('gradient', 2), ('integrated_gradients', 2)]
+  options = {r['name']: r for r in written if r['benchmark'] == 'xla_options'}
+  assert list(options) == ['bfloat16'] and options['bfloat16']['dtype'] == 'bfloat16'
+  assert all(r['speedup'] > 0 for r in options.values())
 
 
 def record(name, date, command, **fields):
