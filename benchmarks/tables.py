@@ -59,6 +59,15 @@ COLUMNS: dict[str, list[Column]] = {
         ('ours / Captum', _number('speedup_vs_captum', '.2f'))],
     'matmul_peak': [('dtype', lambda r: r['dtype']), ('side', _number('side', 'd')),
                     ('TFLOP/s', _number('flops_per_s', '.3f', 1e-12))],
+    'pass_size': COMMON_COLUMNS + [('images per pass', _number('images_per_pass', 'd')),
+                                   ('temp MiB', _number('temp_bytes', '.0f', 2**-20))],
+    'xla_options': [('option', lambda r: str(r['name'])),
+                    ('XLA options', lambda r: ', '.join(
+                        f'`{k}={v}`' for k, v in r.get('compiler_options', {}).items())),
+                    ('img/s', _number('images_per_s', '.2f')),
+                    ('defaults img/s', _number('default_images_per_s', '.2f')),
+                    ('speedup', _number('speedup', '.3f')),
+                    ('temp MiB', _number('temp_bytes', '.0f', 2**-20))],
 }
 
 
