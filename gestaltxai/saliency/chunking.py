@@ -120,7 +120,7 @@ def chunk_size(fn: Callable[[Any], Any], items: Any, batch: int,
     items: pytree whose leaves share the leading axis N (items).
     batch: images per item (B).
   """
-  num_items = jax.tree.leaves(items)[0].shape[0]
+  num_items = _num_items(items)
   if max_batch is None:
     backend = jax.default_backend()
     fastest = FASTEST_IMAGES_PER_PASS.get(backend, FASTEST_IMAGES_PER_PASS[_DEFAULT_BACKEND])
@@ -144,9 +144,16 @@ def chunk_size(fn: Callable[[Any], Any], items: Any, batch: int,
 MAX_UNROLLED_CHUNKS = 20
 
 
-def _split(items: Any, chunk: int) -> list[Any]:
-  """Leading axis N -> consecutive groups of ``chunk`` items (the last may be smaller)."""
-  n = jax.tree.leaves(items)[0].shape[0]
+def _num_items(items: Any) -> int:
+  return jax.tree.leaves(items)[0].shape[0]
+
+
+def _unrolled(items: Any, chunk: int) -> Optional[list[Any]]:
+  """Consecutive groups of ``chunk`` items (the last may be smaller) when there are
+  at most :data:`MAX_UNROLLED_CHUNKS` of them, else None (run them as a loop)."""
+  n = _num_items(items)
+  if -(-n // chunk) > MAX_UNROLLED_CHUNKS:
+    return None
   return [jax.tree.map(lambda a, s=start: a[s:s + chunk], items) for start in range(0, n, chunk)]
 
 
@@ -159,7 +166,7 @@ def _after(items: Any, previous: Any) -> Any:
   0 whatever ``previous`` holds (NaN included); XLA cannot fold it away
   (``lax.optimization_barrier`` is dropped by XLA:CPU before scheduling).
   """
-  anchor = jax.tree.leaves(previous)[0].reshape(-1)[0]
+  anchor = jax.tree.leaves(previous)[0].reshape(-1)[0].astype(jnp.float32)
   zero = jnp.isnan(anchor).astype(jnp.float32) * 0.0
   return jax.tree.map(lambda a: _plus_zero(a, zero), items)
 
@@ -175,14 +182,14 @@ def _plus_zero(a: jax.Array, zero: jax.Array) -> jax.Array:
 
 def _stacked(items: Any, chunk: int) -> tuple[Any, Any]:
   """Leading axis N -> (full groups (N // chunk, chunk, ...), the remainder (N % chunk, ...))."""
-  n = jax.tree.leaves(items)[0].shape[0]
+  n = _num_items(items)
   full = n - n % chunk
   stacked = jax.tree.map(lambda a: a[:full].reshape(full // chunk, chunk, *a.shape[1:]), items)
   return stacked, jax.tree.map(lambda a: a[full:], items)
 
 
 def _is_empty(items: Any) -> bool:
-  return jax.tree.leaves(items)[0].shape[0] == 0
+  return _num_items(items) == 0
 
 
 def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
@@ -192,8 +199,8 @@ def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   multiple of ``chunk`` (the last pass is smaller). Each pass is one
   vectorised call, and only one pass's temporaries are alive at a time.
   """
-  groups = _split(items, chunk)
-  if len(groups) <= MAX_UNROLLED_CHUNKS:
+  groups = _unrolled(items, chunk)
+  if groups:
     outputs = [jax.vmap(fn)(groups[0])]
     for group in groups[1:]:
       outputs.append(jax.vmap(fn)(_after(group, outputs[-1])))
@@ -215,8 +222,8 @@ def chunked_sum(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
     sums = jax.tree.map(lambda a: a.sum(0), jax.vmap(fn)(group))
     return sums if total is None else jax.tree.map(jnp.add, total, sums)
 
-  groups = _split(items, chunk)
-  if len(groups) <= MAX_UNROLLED_CHUNKS:
+  groups = _unrolled(items, chunk)
+  if groups:
     total = add(None, groups[0])
     for group in groups[1:]:
       total = add(total, _after(group, total))
