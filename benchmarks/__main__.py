@@ -3,9 +3,9 @@
     python -m benchmarks [--size full|tiny] [--captum] [--batch-sizes 4] [--repeats 3]
         [--methods ...] [--stages ...] [--records benchmarks/results.jsonl] [--results benchmarks/RESULTS.md]
 
-Stages, in order (each a module of this package with ``main(argv)`` taking
-``--size`` and ``--records``, so each also runs alone as ``python -m
-benchmarks.<stage>``):
+Stages, in order (each a module of this package with ``main(argv)``, so each
+also runs alone as ``python -m benchmarks.<stage>``; they take ``--size`` and
+``--records``, except ``train_cost``, which takes ``--configs`` and ``--out``):
 
 * ``peak``: the device's matmul peak, the yardstick for achieved FLOP/s;
 * ``method_cost``: every method's cost (beside Captum with ``--captum``);
@@ -34,6 +34,8 @@ from benchmarks import networks, tables
 
 
 DEFAULT_STAGES = ('peak', 'method_cost', 'train_cost', 'extract_cost')
+#: network size -> experiments configuration of the training benchmark.
+TRAIN_CONFIGS = {'full': 'reference', 'tiny': 'tiny'}
 
 
 def stage_arguments(args) -> dict[str, list[str]]:
@@ -43,7 +45,10 @@ def stage_arguments(args) -> dict[str, list[str]]:
                          '--repeats', str(args.repeats)] + (['--captum'] if args.captum else [])
   if args.methods:
     method_cost += ['--methods', *args.methods]
-  return {'peak': common, 'method_cost': method_cost, 'train_cost': common,
+  # benchmarks/train_cost.py (the training work) names its network by configuration.
+  train_cost = ['--configs', TRAIN_CONFIGS[args.size], '--repeats', str(args.repeats)] + (
+      ['--out', args.records] if args.records else [])
+  return {'peak': common, 'method_cost': method_cost, 'train_cost': train_cost,
           'extract_cost': common, 'pass_size': common, 'xla_options': common}
 
 
