@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jax_core
 
-#: Images per pass that ran fastest, per backend. CPU (2-core Xeon, full
-#: ResNet-50 gradient, 2026-11-23): 2 to 8 images per pass were equally fast
-#: and larger passes slower (their activations leave the caches);
-#: accelerators: large passes fill the device (to be measured on a GPU).
+#: Images per pass that ran fastest, per backend (``python -m benchmarks.pass_size``).
+#: CPU (2-core Xeon, full ResNet-50, 2026-11-23): the gradient ran 5.6, 7.8,
+#: 8.6, 8.5 and 7.6 images/s at 1, 2, 4, 8 and 16 images per pass, 20-step IG
+#: of 4 images 0.46, 0.47 and 0.43 at 4, 8 and 16. Accelerators: large passes
+#: fill the device (not yet measured here).
 FASTEST_IMAGES_PER_PASS = {'cpu': 8, 'gpu': 256, 'tpu': 256}
 #: Share of the device's memory one method's passes may take by default:
 #: accelerators hold little else; a CPU's RAM is shared with the host.
