@@ -1,7 +1,8 @@
 """The benchmark suite, then the tables of RESULTS.md regenerated from its records.
 
     python -m benchmarks [--size full|tiny] [--captum] [--batch-sizes 4] [--repeats 3]
-        [--methods ...] [--stages ...] [--records benchmarks/results.jsonl] [--results benchmarks/RESULTS.md]
+        [--methods ...] [--stages ...] [--records benchmarks/results.jsonl]
+        [--results benchmarks/RESULTS.md]
 
 Stages, in order (each a module of this package with ``main(argv)``, so each
 also runs alone as ``python -m benchmarks.<stage>``; they take ``--size`` and

@@ -50,7 +50,8 @@ def network(size: str, dtype: str = 'float32') -> Network:
     model = ResNet(num_classes=NUM_CLASSES, stage_sizes=(1, 1, 1, 1), width=4, pool_window=None,
                    dtype=jnp.dtype(dtype))
     side = 32
-    variables = jax.jit(model.init)(jax.random.PRNGKey(_WEIGHTS_SEED), jnp.zeros((1, side, side, 3)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(_WEIGHTS_SEED),
+                                    jnp.zeros((1, side, side, 3)))
     return Network(model, variables, side)
   raise ValueError(f'unknown network size {size!r}; choose from {SIZES}')
 

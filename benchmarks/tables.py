@@ -1,6 +1,7 @@
 """Regenerates the tables of benchmarks/RESULTS.md from the JSON records.
 
-    python -m benchmarks.tables [--records benchmarks/results.jsonl] [--results RESULTS.md] [--check]
+    python -m benchmarks.tables [--records benchmarks/results.jsonl] [--results RESULTS.md]
+        [--check]
 
 RESULTS.md marks each generated table with a pair of comments::
 
