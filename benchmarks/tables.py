@@ -47,7 +47,7 @@ def _passes(record) -> str:
 
 COMMON_COLUMNS: list[Column] = [
     ('name', lambda r: str(r['name'])), ('batch', _number('batch_size', 'd')),
-    ('img/s', _number('images_per_s', '.2f')), ('ms/img', _number('ms_per_image', '.1f'))]
+    ('img/s', _number('images_per_s', '.3g')), ('ms/img', _number('ms_per_image', '.1f'))]
 #: benchmark -> the columns of its table.
 COLUMNS: dict[str, list[Column]] = {
     'method_cost': COMMON_COLUMNS + [
@@ -56,7 +56,7 @@ COLUMNS: dict[str, list[Column]] = {
         ('TFLOP/s', _number('flops_per_s', '.3f', 1e-12)),
         ('of peak', _number('peak_fraction', '.2f')),
         ('temp MiB', _number('temp_bytes', '.0f', 2**-20)),
-        ('Captum img/s', _number('captum_images_per_s', '.2f')),
+        ('Captum img/s', _number('captum_images_per_s', '.3g')),
         ('ours / Captum', _number('speedup_vs_captum', '.2f'))],
     'matmul_peak': [('dtype', lambda r: r['dtype']), ('side', _number('side', 'd')),
                     ('TFLOP/s', _number('flops_per_s', '.3f', 1e-12))],
@@ -65,7 +65,7 @@ COLUMNS: dict[str, list[Column]] = {
     'xla_options': [('option', lambda r: str(r['name'])),
                     ('XLA options', lambda r: ', '.join(
                         f'`{k}={v}`' for k, v in r.get('compiler_options', {}).items())),
-                    ('img/s', _number('images_per_s', '.2f')),
+                    ('img/s', _number('images_per_s', '.3g')),
                     ('defaults img/s', _number('default_images_per_s', '.2f')),
                     ('speedup', _number('speedup', '.3f')),
                     ('temp MiB', _number('temp_bytes', '.0f', 2**-20))],
