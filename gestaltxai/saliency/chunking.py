@@ -41,8 +41,8 @@ _DEFAULT_BACKEND = 'gpu'  # for backends not in the tables (plugins)
 #: max-pool gradient, one set per pass), so sequenced passes still hold 2.3x
 #: one pass's memory (IG, 10 passes, ResNet-50); its memory-optimised scheduler
 #: holds 1.0x. JAX allows compiler options on the outermost jit only, so the
-#: entry points that own it (benchmarks, extraction) pass them; the library's
-#: functions cannot.
+#: entry points that own it pass them (the benchmarks do; extraction should);
+#: the library's functions cannot.
 COMPILER_OPTIONS = {'xla_cpu_scheduler_type': 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'}
 
 
