@@ -1,6 +1,6 @@
 """How far bfloat16 compute moves each method's relevance maps and region coefficients.
 
-    python benchmarks/bf16_agreement.py [--weights resnet50_ft_weight.pkl] [--images DIR]
+    python -m benchmarks.bf16_agreement [--weights resnet50_ft_weight.pkl] [--images DIR]
 
 Real faces (FairFace, aligned by dlib), the full ResNet-50, float32 versus
 bfloat16 compute (parameters float32), the same predicted class. Reports per
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from gestaltxai import data, regions, saliency  # pylint: disable=wrong-import-position
-from gestaltxai.data import builders  # pylint: disable=wrong-import-position
-from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR, to_model_input  # pylint: disable=wrong-import-position
-from gestaltxai.models import ResNet50, load_vggface2, port_vggface2  # pylint: disable=wrong-import-position
-from tests.numpy_reference import random_state_dict  # pylint: disable=wrong-import-position
+from gestaltxai import data, regions, saliency
+from gestaltxai.data import builders
+from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR, to_model_input
+from gestaltxai.models import ResNet50, load_vggface2, port_vggface2, random_vggface2_state_dict
 
 DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/fairface400/train'
 DEFAULT_METHODS = ('gradient', 'input_x_gradient', 'integrated_gradients', 'smoothgrad',
@@ -54,7 +51,7 @@ def main():
   if args.weights:
     variables = load_vggface2(args.weights)
   else:
-    variables = port_vggface2(random_state_dict(np.random.default_rng(0), num_classes=12))
+    variables = port_vggface2(random_vggface2_state_dict(0, num_classes=12))
   classes = variables['params']['fc']['kernel'].shape[1]
   x, region_maps = aligned_faces(args.images, args.count)
   x = jnp.asarray(x)

@@ -1,6 +1,6 @@
 """Our saliency methods against Captum and zennit on the same ported ResNet-50.
 
-    python benchmarks/parity.py [--weights resnet50_ft_weight.pkl] [--images DIR]
+    python -m benchmarks.parity [--weights resnet50_ft_weight.pkl] [--images DIR]
 
 Needs torch, captum and zennit (not dependencies of gestaltxai). Prints, per
 method, the largest absolute difference relative to the largest reference
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=wrong-import-position
-from gestaltxai import saliency  # pylint: disable=wrong-import-position
-from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR  # pylint: disable=wrong-import-position
-from gestaltxai.models import ResNet50, load_vggface2, port_vggface2  # pylint: disable=wrong-import-position
+from benchmarks.torch_vggface2 import from_state_dict
+from gestaltxai import saliency
+from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR
+from gestaltxai.models import ResNet50, load_vggface2, port_vggface2, random_vggface2_state_dict
 
 DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/fairface400/train'
 
@@ -145,9 +143,7 @@ def main():
     with open(args.weights, 'rb') as f:
       state = pickle.load(f, encoding='latin1')
   else:
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from tests.numpy_reference import random_state_dict  # pylint: disable=import-outside-toplevel
-    state = random_state_dict(np.random.default_rng(0), num_classes=12)
+    state = random_vggface2_state_dict(0, num_classes=12)
   num_classes = np.shape(state['fc.weight'])[0]
   variables = load_vggface2(args.weights) if args.weights else port_vggface2(state)
   variables = jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)

@@ -80,7 +80,7 @@ def make_record(benchmark: str, name: str, *, images_per_s: float, batch_size: i
             'batch_size': batch_size, 'images_per_s': images_per_s,
             'ms_per_image': 1000.0 / images_per_s if images_per_s else float('nan'),
             'date': datetime.date.today().isoformat(), 'versions': versions(),
-            'command': ' '.join([os.path.basename(sys.executable), *sys.argv])}
+            'command': ' '.join([os.path.basename(sys.orig_argv[0]), *sys.orig_argv[1:]])}
   record.update(fields)
   return record
 

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests import numpy_reference
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / 'shared'
 FAIRFACE = SHARED / 'data' / 'fairface400'
@@ -45,7 +44,8 @@ def faces224(fairface_dir):
 @pytest.fixture(scope='session')
 def resnet50_state_dict():
   """Random PyTorch-named ResNet-50 weights with non-trivial BatchNorm, 12 classes."""
-  return numpy_reference.random_state_dict(np.random.default_rng(0), num_classes=12)
+  from gestaltxai.models import random_vggface2_state_dict
+  return random_vggface2_state_dict(0, num_classes=12)
 
 
 @pytest.fixture(scope='session')

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gestaltxai.models import ResNet, ResNet50, load_vggface2, port_vggface2
+from gestaltxai.models import (ResNet, ResNet50, load_vggface2, port_vggface2,
+                               random_vggface2_state_dict)
 from tests import numpy_reference
 
 
@@ -37,7 +38,7 @@ def test_bfloat16_compute_keeps_top1_and_logits_close(resnet50, faces224):
 
 def test_new_head_when_num_classes_differs_and_backbone_is_ported():
   rng = np.random.default_rng(3)
-  sd = numpy_reference.random_state_dict(rng, num_classes=8631)
+  sd = random_vggface2_state_dict(rng, num_classes=8631)
   variables = port_vggface2(sd, num_classes=12, rng=jax.random.PRNGKey(7))
   assert variables['params']['fc']['kernel'].shape == (2048, 12)
   bound = 1 / np.sqrt(2048)
@@ -65,7 +66,7 @@ def test_load_vggface2_reads_latin1_pickle_and_npz(tmp_path, resnet50_state_dict
 
 @pytest.fixture(scope='module')
 def small_state_dict():
-  return numpy_reference.random_state_dict(np.random.default_rng(5), num_classes=12)
+  return random_vggface2_state_dict(5, num_classes=12)
 
 
 def test_port_errors_name_the_key_and_shapes(small_state_dict):

@@ -70,9 +70,7 @@ class ModelSource:
            dataset: FaceDataset) -> LoadedModel:
     if self.checkpoint:
       from gestaltxai.train import load_checkpoint  # pylint: disable=import-outside-toplevel
-      # This process's own device: under jax.distributed, jax.devices()[0] may be another's.
-      model, variables, config, metadata = load_checkpoint(
-          self.path, sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+      model, variables, config, metadata = load_checkpoint(self.path)
       loaded = LoadedModel(model, variables, config.image_size, tuple(metadata['mean_bgr']),
                            tuple(metadata['classes']))
     else:

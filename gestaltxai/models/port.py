@@ -14,14 +14,14 @@ import importlib
 import os
 import pickle
 import zipfile
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gestaltxai.models.resnet import Dense, ResNet50
+from gestaltxai.models.resnet import BOTTLENECK_EXPANSION, RESNET50_STAGE_SIZES, Dense, ResNet50
 
 # Keys PyTorch writes that carry no value for inference.
 _IGNORED_SUFFIXES = ('.num_batches_tracked',)
@@ -29,6 +29,14 @@ _IGNORED_SUFFIXES = ('.num_batches_tracked',)
 _WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 _FEATURES = 2048
 _PORT_INPUT_SIZE = 224
+_STEM_WIDTH = 64
+# Random BatchNorm statistics far enough from the identity that a port which
+# drops or swaps one of them changes the output.
+_RANDOM_BN_SCALE = (0.5, 1.5)
+_RANDOM_BN_BIAS_STD = 0.1
+_RANDOM_BN_MEAN_STD = 0.2
+_RANDOM_BN_VAR = (0.5, 2.0)
+_RANDOM_BN_TRACKED_BATCHES = 100
 
 
 def _torch_name(collection: str, path: tuple[str, ...]) -> tuple[str, bool]:
@@ -237,3 +245,58 @@ def load_vggface2(path: str | os.PathLike, num_classes: Optional[int] = None,
   state dict (``gestaltxai convert-weights`` writes one; a fine-tuned model).
   """
   return port_vggface2(read_state_dict(path), num_classes, rng)
+
+
+def random_vggface2_state_dict(seed_or_rng: Union[int, np.random.Generator],
+                               num_classes: int) -> dict[str, np.ndarray]:
+  """A VGGFace2 ResNet-50 state dict with random weights, as PyTorch names them.
+
+  Stands in for ``resnet50_ft_weight.pkl`` where the published weights are not
+  at hand (tests, benchmarks, demos): convolutions drawn as the Caffe model was
+  initialised (N(0, 2 / (k * k * out_channels))), BatchNorm with non-trivial
+  scale, bias and running statistics, and PyTorch's ``nn.Linear`` head.
+
+  Args:
+    seed_or_rng: an int seed or a ``numpy.random.Generator``.
+    num_classes: rows of ``fc.weight``.
+
+  Returns:
+    {name: float32 array} (``num_batches_tracked`` int64), ready for
+    :func:`port_vggface2`.
+  """
+  rng = np.random.default_rng(seed_or_rng)
+  state = {}
+
+  def conv(name, out_channels, in_channels, k):
+    std = np.sqrt(2.0 / (k * k * out_channels))
+    state[f'{name}.weight'] = rng.normal(0, std, (out_channels, in_channels, k, k)).astype(
+        np.float32)
+
+  def batchnorm(name, c):
+    state[f'{name}.weight'] = rng.uniform(*_RANDOM_BN_SCALE, c).astype(np.float32)
+    state[f'{name}.bias'] = rng.normal(0, _RANDOM_BN_BIAS_STD, c).astype(np.float32)
+    state[f'{name}.running_mean'] = rng.normal(0, _RANDOM_BN_MEAN_STD, c).astype(np.float32)
+    state[f'{name}.running_var'] = rng.uniform(*_RANDOM_BN_VAR, c).astype(np.float32)
+    state[f'{name}.num_batches_tracked'] = np.array(_RANDOM_BN_TRACKED_BATCHES, np.int64)
+
+  conv('conv1', _STEM_WIDTH, 3, 7)
+  batchnorm('bn1', _STEM_WIDTH)
+  inplanes = _STEM_WIDTH
+  for i, size in enumerate(RESNET50_STAGE_SIZES):
+    planes = _STEM_WIDTH * 2**i
+    for j in range(size):
+      block = f'layer{i + 1}.{j}'
+      conv(f'{block}.conv1', planes, inplanes, 1)
+      batchnorm(f'{block}.bn1', planes)
+      conv(f'{block}.conv2', planes, planes, 3)
+      batchnorm(f'{block}.bn2', planes)
+      conv(f'{block}.conv3', planes * BOTTLENECK_EXPANSION, planes, 1)
+      batchnorm(f'{block}.bn3', planes * BOTTLENECK_EXPANSION)
+      if j == 0:
+        conv(f'{block}.downsample.0', planes * BOTTLENECK_EXPANSION, inplanes, 1)
+        batchnorm(f'{block}.downsample.1', planes * BOTTLENECK_EXPANSION)
+      inplanes = planes * BOTTLENECK_EXPANSION
+  bound = 1 / np.sqrt(inplanes)
+  state['fc.weight'] = rng.uniform(-bound, bound, (num_classes, inplanes)).astype(np.float32)
+  state['fc.bias'] = rng.uniform(-bound, bound, num_classes).astype(np.float32)
+  return state

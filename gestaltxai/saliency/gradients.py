@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
-from gestaltxai.saliency.registry import method, one_of, positive_int
+from gestaltxai.saliency.registry import method, one_of, optional, positive_int
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {
@@ -55,9 +55,10 @@ def input_x_gradient(model, variables, x, target, *, key=None):
         cost=lambda options, height, width: (options['steps'], options['steps']),
         traced=('baseline',),
         checks={'steps': positive_int, 'rule': one_of(INTEGRATION_RULES),
-                'max_batch': positive_int})
+                'max_batch': optional(positive_int), 'memory_budget': optional(positive_int)})
 def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
-                         rule='riemann_right', baseline=0.0, max_batch=DEFAULT_MAX_BATCH):
+                         rule='riemann_right', baseline=0.0, max_batch=None,
+                         memory_budget=None):
   """Integrated gradients, (B, H, W, 3) float32. Cost: ``steps`` x (forward + backward).
 
   ``(x - baseline) * sum_k w_k grad(baseline + alpha_k (x - baseline))``. The
@@ -70,7 +71,10 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
     baseline: in the model's input space; a scalar, (C,), (B, 1, 1, 1) or
       image-shaped (see :func:`~gestaltxai.saliency.core.broadcast_baseline`).
     max_batch: the most images per pass; steps run in chunks of
-      ``max_batch // B`` inside one scan.
+      ``max_batch // B``, one after another. Default: what is fastest on the
+      backend and fits ``memory_budget`` (see :mod:`~gestaltxai.saliency.chunking`).
+    memory_budget: bytes the passes may take when ``max_batch`` is None
+      (default: a share of the device's memory).
   """
   del key
   alphas, weights = integration_points(rule, steps)
@@ -84,5 +88,5 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
 
   dtype = result_dtype(x)
   points = (jnp.asarray(alphas, dtype), jnp.asarray(weights, dtype))
-  chunk = chunk_size(steps, x.shape[0], max_batch)
+  chunk = chunk_size(weighted_gradient, points, x.shape[0], max_batch, memory_budget)
   return delta.astype(dtype) * chunked_sum(weighted_gradient, points, chunk)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_sum
+from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
 from gestaltxai.saliency.registry import (Method, get_method, non_negative, optional,
@@ -28,7 +28,9 @@ REDUCTIONS = {
 
 #: The options a noise tunnel adds to the method it wraps, with their defaults.
 NOISE_OPTIONS = {'samples': 20, 'noise_level': 0.1, 'sigma': None, 'clean_last': None,
-                 'max_batch': DEFAULT_MAX_BATCH}
+                 'max_batch': None, 'memory_budget': None}
+#: Options a wrapped method that chunks its own passes shares with the tunnel.
+CHUNKING_OPTIONS = ('max_batch', 'memory_budget')
 
 
 def noise_sigma(x, noise_level=0.1, sigma=None):
@@ -62,24 +64,25 @@ def noise_tunnel(base, reduction: str, *, name: Optional[str] = None,
   Returns:
     a Method (not registered: :func:`~gestaltxai.saliency.registry.register`
     adds it to the table) with options ``samples=20, noise_level=0.1,
-    sigma=None, clean_last=None, max_batch`` and those of ``base``.
+    sigma=None, clean_last=None, max_batch=None, memory_budget=None`` and
+    those of ``base``.
   """
   base = get_method(base)
   if reduction not in REDUCTIONS:
     raise ValueError(f'reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}')
   reduce = REDUCTIONS[reduction]
-  clashing = (set(NOISE_OPTIONS) - {'max_batch'}) & set(base.options)
+  clashing = (set(NOISE_OPTIONS) - set(CHUNKING_OPTIONS)) & set(base.options)
   if clashing:
     raise ValueError(f'{base.name} has options {sorted(clashing)} of its own; it cannot be '
                      'wrapped in a noise tunnel')
-  # A base that chunks its own passes (integrated gradients) gets max_batch and
-  # sees one noisy sample at a time, so max_batch still bounds the images per pass.
+  # A base that chunks its own passes (integrated gradients) gets the chunking options
+  # and sees one noisy sample at a time, so they still bound the images per pass.
   base_chunks = 'max_batch' in base.options
 
   def noisy(model, variables, x, target, *, key, samples, noise_level, sigma, clean_last,
-            max_batch, **base_options):
+            max_batch, memory_budget, **base_options):
     if base_chunks:
-      base_options['max_batch'] = max_batch
+      base_options.update(max_batch=max_batch, memory_budget=memory_budget)
     clean_last = clean_last_default if clean_last is None else clean_last
     std = noise_sigma(x, noise_level, sigma)
     keys = jax.random.split(key, samples)
@@ -93,7 +96,8 @@ def noise_tunnel(base, reduction: str, *, name: Optional[str] = None,
                             **base_options)
       return attribution, jnp.square(attribution)
 
-    chunk = 1 if base_chunks else chunk_size(samples, x.shape[0], max_batch)
+    chunk = 1 if base_chunks else chunk_size(one_sample, (keys, scales), x.shape[0], max_batch,
+                                             memory_budget)
     total, total_sq = chunked_sum(one_sample, (keys, scales), chunk)
     return reduce(total, total_sq, samples)
 
@@ -106,7 +110,8 @@ def noise_tunnel(base, reduction: str, *, name: Optional[str] = None,
       traced=frozenset({'noise_level', 'sigma'}) | base.traced,
       cost=lambda o, h, w: tuple(o['samples'] * n for n in base.cost(o, h, w)),
       checks={'samples': positive_int, 'noise_level': non_negative,
-              'sigma': optional(non_negative), 'max_batch': positive_int, **base.checks},
+              'sigma': optional(non_negative), 'max_batch': optional(positive_int),
+              'memory_budget': optional(positive_int), **base.checks},
       reference_names=tuple(reference_names))
 
 

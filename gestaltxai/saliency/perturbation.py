@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.chunking import DEFAULT_MAX_BATCH, chunk_size, chunked_map
+from gestaltxai.saliency.chunking import chunk_size, chunked_map
 from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
-from gestaltxai.saliency.registry import method, positive_int, positive_ints
+from gestaltxai.saliency.registry import method, optional, positive_int, positive_ints
 
 
 def _pair(value) -> tuple[int, int]:
@@ -41,9 +41,10 @@ def num_windows(height: int, width: int, window, stride) -> int:
         cost=lambda o, height, width: (num_windows(height, width, o['window'], o['stride']) + 1,
                                        0),
         traced=('baseline',),
-        checks={'window': positive_ints, 'stride': positive_ints, 'max_batch': positive_int})
+        checks={'window': positive_ints, 'stride': positive_ints,
+                'max_batch': optional(positive_int), 'memory_budget': optional(positive_int)})
 def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, baseline=0.0,
-              max_batch=DEFAULT_MAX_BATCH):
+              max_batch=None, memory_budget=None):
   """Occlusion, (B, H, W, 3) float32. Cost: (windows + 1) forwards, no backward.
 
   Each window (all channels) is set to ``baseline``; a pixel's attribution
@@ -55,7 +56,8 @@ def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, bas
   Args:
     window, stride: int or (height, width), in pixels.
     baseline: the fill value: a scalar, (C,), (B, 1, 1, 1) or image-shaped.
-    max_batch: the most images per forward; windows run in chunks.
+    max_batch, memory_budget: the most images per forward, or the bytes the
+      forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   del key
   (wh, ww), (sh, sw) = _pair(window), _pair(stride)
@@ -73,7 +75,7 @@ def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, bas
 
   n_rows, n_cols = rows.shape[0], cols.shape[0]
   index = jnp.divmod(jnp.arange(n_rows * n_cols), n_cols)
-  chunk = chunk_size(n_rows * n_cols, x.shape[0], max_batch)
+  chunk = chunk_size(occluded_logits, index, x.shape[0], max_batch, memory_budget)
   scores = chunked_map(occluded_logits, index, chunk)  # (windows, B)
   drops = (target_logits(x)[None] - scores).reshape(n_rows, n_cols, -1)
   # Windows are separable (row band x column band), so the sum of each

@@ -162,7 +162,7 @@ def load_checkpoint(path: str | pathlib.Path, which: str = 'best', *, sharding=N
     path: ``RUNS/fold-K``, its ``checkpoints/`` folder, or one epoch's folder
       ``checkpoints/<epoch>`` (then ``which`` is ignored).
     which: 'best' (highest validation accuracy) or 'latest'.
-    sharding: where the variables go (default: the first device).
+    sharding: where the variables go (default: this process's first device).
 
   Returns:
     ``model`` (a :class:`gestaltxai.models.ResNet` in the run's dtype),
@@ -187,7 +187,8 @@ def load_checkpoint(path: str | pathlib.Path, which: str = 'best', *, sharding=N
   model = config.model.build(len(metadata['classes']), config.dtype)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           np.zeros((1, config.image_size, config.image_size, 3), np.float32))
-  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  # This process's first device: under jax.distributed, jax.devices()[0] may be another's.
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                         shapes)
   variables = restore_variables(checkpoints, epoch, target)

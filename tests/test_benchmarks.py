@@ -1,0 +1,73 @@
+"""The benchmark suite at tiny size, so no benchmark rots; the tables it regenerates."""
+
+import json
+
+from benchmarks import __main__ as suite
+from benchmarks import pass_size, records, tables, xla_options
+
+SMOKE_METHODS = ('gradient', 'integrated_gradients', 'occlusion')
+
+
+def test_suite_at_tiny_size_writes_records_and_tables(tmp_path):
+  log = tmp_path / 'results.jsonl'
+  results = tmp_path / 'RESULTS.md'
+  results.write_text('# Results\n\nprose kept\n\n<!-- table benchmark=method_cost size=tiny -->\n'
+                     'stale\n<!-- end table -->\n\n<!-- table benchmark=matmul_peak -->\n'
+                     '<!-- end table -->\n')
+  assert suite.main(['--size', 'tiny', '--stages', 'peak', 'method_cost', '--batch-sizes', '2',
+                     '--repeats', '1', '--methods', *SMOKE_METHODS, '--records', str(log),
+                     '--results', str(results)]) == 0
+  written = list(records.read_records(log))
+  costs = {r['name']: r for r in written if r['benchmark'] == 'method_cost'}
+  assert sorted(costs) == sorted(SMOKE_METHODS)
+  for record in costs.values():
+    assert record['images_per_s'] > 0 and record['flops_per_image'] > 0
+    assert record['temp_bytes'] >= 0 and record['time_over_passes'] > 0
+    assert record['versions']['jax'] and record['command'] and record['date']
+  # 20 steps cost 20 gradients of FLOPs (one pass counted), not one loop body.
+  ratio = costs['integrated_gradients']['flops_per_image'] / costs['gradient']['flops_per_image']
+  assert 19 <= ratio <= 21, ratio
+  text = results.read_text()
+  assert 'prose kept' in text and 'stale' not in text
+  assert '| integrated_gradients | 2 |' in text and '| float32 |' in text
+  assert tables.main(['--records', str(log), '--results', str(results), '--check']) == 0
+
+
+def test_pass_size_and_xla_options_at_tiny_size(tmp_path):
+  log = tmp_path / 'results.jsonl'
+  pass_size.main(['--size', 'tiny', '--images-per-pass', '1', '2', '--batch', '2',
+                  '--repeats', '1', '--records', str(log)])
+  xla_options.main(['--size', 'tiny', '--options', 'bfloat16', '--repeats', '1',
+                    '--records', str(log)])
+  written = list(records.read_records(log))
+  sizes = sorted((r['name'], r['images_per_pass']) for r in written
+                 if r['benchmark'] == 'pass_size')
+  # A pass smaller than the batch cannot hold it: IG only at 2 images per pass.
+  assert sizes == [('gradient', 1), ('gradient', 2), ('integrated_gradients', 2)]
+  options = {r['name']: r for r in written if r['benchmark'] == 'xla_options'}
+  assert list(options) == ['bfloat16'] and options['bfloat16']['dtype'] == 'bfloat16'
+  assert all(r['speedup'] > 0 for r in options.values())
+
+
+def record(name, date, command, **fields):
+  return {'benchmark': 'method_cost', 'name': name, 'device': 'cpu: test', 'dtype': 'float32',
+          'batch_size': 4, 'images_per_s': 2.0, 'ms_per_image': 500.0, 'date': date,
+          'command': command, 'versions': {'jax': '0'}, 'passes': [1, 1], **fields}
+
+
+def test_tables_take_the_newest_matching_run_and_flag_stale_text(tmp_path):
+  log = tmp_path / 'results.jsonl'
+  old = record('gradient', '2026-01-01', 'old run', size='full', speedup_vs_captum=0.5)
+  new = [record('gradient', '2026-02-01', 'new run', size='full', speedup_vs_captum=1.5),
+         record('smoothgrad', '2026-02-01', 'new run', size='full')]
+  other = record('gradient', '2026-03-01', 'tiny run', size='tiny')
+  log.write_text(''.join(json.dumps(r) + '\n' for r in [old, *new, other]))
+  results = tmp_path / 'RESULTS.md'
+  results.write_text('<!-- table benchmark=method_cost size=full device~=cpu -->\n'
+                     '<!-- end table -->\n')
+  assert tables.main(['--records', str(log), '--results', str(results), '--check']) == 1
+  tables.main(['--records', str(log), '--results', str(results)])
+  rows = [line for line in results.read_text().splitlines() if line.startswith('| ')]
+  assert [row.split(' | ')[0] for row in rows] == ['| name', '| gradient', '| smoothgrad']
+  assert '1.50' in rows[1] and '0.50' not in results.read_text()
+  assert '`new run`' in results.read_text()
