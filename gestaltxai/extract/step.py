@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gestaltxai.extract.spec import MethodSpec
 from gestaltxai.models.contract import explainable
 from gestaltxai.regions.coefficients import coefficients, normalized_coefficients
+from gestaltxai.saliency.chunking import COMPILER_OPTIONS
 from gestaltxai.saliency.registry import relevance_of
 
 Array = jax.Array
@@ -26,14 +27,15 @@ DATA_AXIS = 'data'
 DEVICE_FIELDS = ('image', 'labels', 'rq2_labels', 'label', 'usable')
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=COMPILER_OPTIONS)
 def predict_step(model, variables, images: Array) -> tuple[Array, Array]:
   """(probabilities (B, K) float32, predicted class (B,) int32) of one forward pass."""
   logits = model.logits(variables, images).astype(jnp.float32)
   return jax.nn.softmax(logits), jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4),
+                   compiler_options=COMPILER_OPTIONS)
 def method_step(spec: MethodSpec, model, num_regions: int, num_rq2: int, num_classes: int,
                 variables, batch: dict, targets: Array, key: Array) -> dict[str, Array]:
   """One method on one batch, reduced on the device (compiled once per method, model and

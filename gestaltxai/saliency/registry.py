@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.models.contract import Capability, Explainable, ModelContractError, explainable
+from gestaltxai.saliency.chunking import COMPILER_OPTIONS
 from gestaltxai.saliency.core import predicted_class, result_dtype
 
 Array = jax.Array
@@ -324,13 +325,25 @@ def _split_options(entry: Method, options: Mapping[str, Any], like: Array):
   return traced, tuple(sorted(static))
 
 
-@functools.partial(jax.jit, static_argnames=('name', 'model', 'static_options', 'dtype',
-                                             'output'))
-def _run(name, model, variables, x, target, key, traced_options, static_options, dtype, output):
+def _run_method(name, model, variables, x, target, key, traced_options, static_options, dtype,
+                output):
   entry = METHODS[name]
   result = entry(model, variables, x, target, key=key, dtype=dtype, **traced_options,
                  **dict(static_options))
   return OUTPUTS[output](entry, result)
+
+
+_STATIC = ('name', 'model', 'static_options', 'dtype', 'output')
+# Called at the top level it owns the compiler options (XLA:CPU's memory-optimised
+# scheduler keeps chunked passes at one pass's memory, see chunking.COMPILER_OPTIONS);
+# inside a caller's jit those are the caller's to give, and JAX refuses them there.
+_run_top = jax.jit(_run_method, static_argnames=_STATIC, compiler_options=COMPILER_OPTIONS)
+_run_nested = jax.jit(_run_method, static_argnames=_STATIC)
+
+
+def _run(*args, **kwargs):
+  traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((args, kwargs)))
+  return (_run_nested if traced else _run_top)(*args, **kwargs)
 
 
 class CompiledMethod:
@@ -354,8 +367,8 @@ class CompiledMethod:
   def lower(self, variables, x, target=None, key=None, **traced_options):
     """``jax.jit(...).lower`` of the same call: for XLA's cost and memory analysis."""
     traced, _ = _split_options(self.method, traced_options, x)
-    return _run.lower(self.method.name, self.model, variables, x, target, key, traced,
-                      self.static_options, self.dtype, self.output)
+    return _run_top.lower(self.method.name, self.model, variables, x, target, key, traced,
+                          self.static_options, self.dtype, self.output)
 
 
 def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None,
