@@ -254,3 +254,35 @@ def test_cli_prepare_synthetic_and_demo(tmp_path, capsys):
   assert all(float(r['eye_xai']) > 0 for r in table)
   assert cli.main(['prepare', 'nih-faces', '--root', str(tmp_path / 'nowhere'),
                    '--data-dir', str(tmp_path / 'x')]) == 1
+
+
+def test_synthetic_ground_truth_grades_hpo_annotations_by_trait_strength(tmp_path):
+  """Each trait's HPO term lies in its planted region; 1X/2X/3X follow strength tertiles."""
+  from gestaltxai.stats import hpo_region_grouping, read_hpo
+  grouping = hpo_region_grouping()
+  for trait, term in synthetic.TRAIT_HPO.items():
+    if term is not None:
+      assert term in grouping[synthetic.TRAIT_REGIONS[trait]], (trait, term)
+  directory = build_quiet(builders.SyntheticFaces(
+      classes=('unaffected', 'wide_eyes', 'short_nose'), per_class=9, seed=3, num_folds=3,
+      data_dir=str(tmp_path), file_format='array_record'))
+  ds = FaceDataset.open(directory)
+  strengths = ds.metadata['trait_strength']
+  assert len(strengths) == len(ds)
+  for name, value in strengths.items():
+    trait, index = name.rsplit('_', 1)
+    expected = 0.0 if trait == 'unaffected' else synthetic.trait_strength(3, trait, int(index))
+    assert value == expected
+    low, high = synthetic.STRENGTH_RANGE
+    assert value == 0.0 if trait == 'unaffected' else low <= value <= high
+  annotations = read_hpo(builders.hpo_dir(directory))
+  assert not any(name.startswith('unaffected') for name in annotations.images)
+  for trait in ('wide_eyes', 'short_nose'):
+    column = annotations.terms.index(synthetic.TRAIT_HPO[trait])
+    members = [i for i, name in enumerate(annotations.images) if name.startswith(trait)]
+    graded = sorted(members, key=lambda i: strengths[annotations.images[i]])
+    # Nine faces: the three weakest are annotated by one clinician, the strongest by three.
+    assert [int(annotations.clinicians[i, column]) for i in graded] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+  scores = annotations.region_scores()
+  eye = scores['eye'][[i for i, n in enumerate(annotations.images) if n.startswith('wide_eyes')]]
+  assert set(np.round(eye * 3).astype(int)) == {1, 2, 3}

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import csv
 import dataclasses
 import functools
 import json
@@ -144,10 +145,11 @@ def _check_class_sizes(counts: dict[str, int], num_folds: int, where: str) -> No
 class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
   """Shared features, checks, metadata and generation of the face datasets (one split)."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {
       '1.0.0': 'Aligned faces, parsing and region maps, fold assignments.',
       '1.1.0': "The detector that found each face; the build's arguments and inputs.",
+      '1.2.0': 'Synthetic faces: trait strengths vary per face, with HPO annotations.',
   }
 
   def __init__(self, *, data_dir: str | os.PathLike, num_folds: int, classes: Sequence[str],
@@ -216,6 +218,11 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
 
   def _extra_metadata(self) -> dict:
     return {}
+
+  def write_extras(self, directory: pathlib.Path) -> None:
+    """Files a dataset carries beside its records, written into its folder before it is
+    moved into place (the synthetic faces' HPO annotations)."""
+    del directory
 
   # What the build does.
 
@@ -480,7 +487,33 @@ class SyntheticFaces(FaceDatasetBuilder):
 
   def _extra_metadata(self):
     return {'seed': self._seed, 'per_class': self._per_class,
-            'trait_regions': {c: synthetic.TRAIT_REGIONS[c] for c in self._classes}}
+            'trait_regions': {c: synthetic.TRAIT_REGIONS[c] for c in self._classes},
+            'trait_hpo': {c: synthetic.TRAIT_HPO[c] for c in self._classes},
+            'trait_strength': dict(zip(*self._strengths()[:2]))}
+
+  def _strengths(self) -> tuple[list[str], list[float], list[str]]:
+    """(names, trait strengths, classes) of the faces the build keeps."""
+    usable = self._prepared[0]
+    # Each item's recipe is synthetic_example(seed, trait, index).
+    strengths = [synthetic.trait_strength(*item.recipe.args) for item in usable]
+    return ([item.name for item in usable], strengths,
+            [self._classes[item.label] for item in usable])
+
+  def write_extras(self, directory: pathlib.Path) -> None:
+    """``hpo/<class>.csv``: annotations graded by trait strength (:func:`hpo_dir`)."""
+    names, strengths, traits = self._strengths()
+    folder = hpo_dir(directory)
+    folder.mkdir(exist_ok=True)
+    for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
+      with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def hpo_dir(dataset_dir: str | os.PathLike) -> pathlib.Path:
+  """Where a dataset keeps HPO annotations in the reference's layout (synthetic faces do)."""
+  return pathlib.Path(dataset_dir) / 'hpo'
 
 
 def complete_datasets(directory: pathlib.Path) -> list[pathlib.Path]:
@@ -568,6 +601,7 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     built = pathlib.Path(builder.data_dir)
+    builder.write_extras(built)
     final = target / builder.name / built.name
     for old in existing:
       shutil.rmtree(old)

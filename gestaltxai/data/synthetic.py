@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -94,6 +94,12 @@ TRAITS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
 }
 TRAIT_REGIONS = {'unaffected': None, 'wide_eyes': 'eye', 'long_philtrum': 'mouth',
                  'wide_mouth': 'mouth', 'short_nose': 'nose'}
+#: The HPO term each trait is (the reference's RQ2 grouping puts it in TRAIT_REGIONS' region).
+TRAIT_HPO = {'unaffected': None, 'wide_eyes': 'Hypertelorism', 'long_philtrum': 'Long philtrum',
+             'wide_mouth': 'Wide mouth', 'short_nose': 'Short nose'}
+#: Range of a face's trait strength (1 is the displacement documented above).
+STRENGTH_RANGE = (0.6, 1.4)
+_STRENGTH_STREAM = 1  # a random stream apart from the face's own
 
 
 def _eye_spacing(p):
@@ -174,8 +180,55 @@ def render(points68: np.ndarray, rng: np.random.Generator) -> SyntheticFace:
                        points68.astype(np.float32))
 
 
-def synthetic_face(seed: int, trait: str, index: int, strength: float = 1.0) -> SyntheticFace:
-  """The face ``index`` of class ``trait``: a pure function of its arguments."""
+def trait_strength(seed: int, trait: str, index: int) -> float:
+  """How strongly face ``index`` of class ``trait`` shows its trait (0 for unaffected).
+
+  Uniform in :data:`STRENGTH_RANGE`, from a random stream of its own, so the
+  face's identity and rendering do not depend on it. It is the ground truth
+  of RQ2: the synthetic HPO annotations grade it by tertile.
+  """
+  if TRAIT_REGIONS[trait] is None:
+    return 0.0
+  rng = np.random.default_rng([seed, sorted(TRAITS).index(trait), index, _STRENGTH_STREAM])
+  return float(rng.uniform(*STRENGTH_RANGE))
+
+
+def synthetic_face(seed: int, trait: str, index: int,
+                   strength: Optional[float] = None) -> SyntheticFace:
+  """The face ``index`` of class ``trait``: a pure function of its arguments.
+
+  ``strength`` scales the planted trait; by default :func:`trait_strength`.
+  """
   class_id = sorted(TRAITS).index(trait)
   rng = np.random.default_rng([seed, class_id, index])
+  strength = trait_strength(seed, trait, index) if strength is None else strength
   return render(sample_shape(rng, trait, strength), rng)
+
+
+def hpo_annotations(names: Sequence[str], traits: Sequence[str],
+                    strengths: Sequence[float]) -> dict[str, list[dict[str, str]]]:
+  """HPO annotations of synthetic faces in the reference's per-syndrome CSV layout.
+
+  Each trait class's faces are annotated with the class's HPO term
+  (:data:`TRAIT_HPO`) by one, two or three of three "clinicians"
+  ('1X', '2X', '3X') by the tertile of their strength within the class; the
+  unaffected are not annotated (the reference annotated syndromes only).
+
+  Returns:
+    {class: rows}, each row {'image_num', 'image_name', <term>, 'Other'}.
+  """
+  by_class: dict[str, list[tuple[str, float]]] = {}
+  for name, trait, strength in zip(names, traits, strengths):
+    if TRAIT_HPO.get(trait):
+      by_class.setdefault(trait, []).append((name, strength))
+  tables = {}
+  for trait, members in by_class.items():
+    values = np.array([s for _, s in members])
+    cuts = np.quantile(values, [1 / 3, 2 / 3])
+    rows = []
+    for number, (name, strength) in enumerate(members, 1):
+      clinicians = 1 + int(np.searchsorted(cuts, strength, side='right'))
+      rows.append({'image_num': str(number), 'image_name': name,
+                   TRAIT_HPO[trait]: f'{clinicians}X', 'Other': ''})
+    tables[trait] = rows
+  return tables
