@@ -267,12 +267,17 @@ class Extraction:
     batched = batch_dataset(self.dataset, _concatenate(plans), mean_bgr=loaded.mean_bgr,
                             image_size=loaded.image_size).map(RegionMaps(self.region_set))
     stream = iterate(batched, workers=self.workers)
-    for shard, plan in zip(shards, plans):
+    for position, (shard, plan) in enumerate(zip(shards, plans)):
       started = time.perf_counter()
       collected = [self._explain_batch(steps, next(stream), shard, number, loaded, progress)
                    for number in range(plan.steps)]
       table, maps, problems = self._shard_outputs(shard, collected)
+      # The fold's first batch compiles every method: the per-method rates leave it out.
+      warm = collected[1:] if position == 0 else collected
       info = {'images': len(shard.indices), 'seconds': time.perf_counter() - started,
+              'method_seconds': {m.name: sum(part['seconds'][m.name] for part in warm)
+                                 for m in self.methods},
+              'method_images': sum(int(part['batch']['valid'].sum()) for part in warm),
               'device': f'{jax.local_devices()[0].platform}: {jax.local_devices()[0].device_kind}',
               'device_count': local_devices, 'problems': problems}
       self.store.write(shard, table, maps, info)
@@ -298,7 +303,7 @@ class Extraction:
     return {'batch': {k: batch[k] for k in ('index', 'name', 'label', 'valid', 'usable',
                                              'problem', 'image')},
             'probabilities': np.asarray(probabilities), 'predicted': np.asarray(predicted),
-            'results': results, 'mean_bgr': loaded.mean_bgr}
+            'results': results, 'mean_bgr': loaded.mean_bgr, 'seconds': seconds}
 
   def _shard_outputs(self, shard: Shard, collected: Sequence[dict]):
     """The shard's rows as a table, its per-class map sums, and its count of problem rows."""
@@ -385,7 +390,13 @@ class Extraction:
         'started': _iso(run_info['started']) if run_info else None,
         'finished': _iso(time.time()),
         'images_per_s': images / seconds if seconds else None,
-        'images_per_s_note': 'images over the summed shard times of every process'}
+        'method_images_per_s': {
+            m.name: sum(i['method_images'] for i in infos) / total
+            if (total := sum(i['method_seconds'][m.name] for i in infos)) else None
+            for m in self.methods},
+        'images_per_s_note': 'images over the summed shard times of every process; per '
+                             'method, over the time from one method\'s result to the next, '
+                             'leaving out each fold\'s first batch (compilation)'}
     write_json(provenance_path(self.table), provenance)
     return provenance
 
