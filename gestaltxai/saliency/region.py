@@ -100,6 +100,12 @@ def _per_image(removed: Array, batch: int) -> Array:
   return jnp.broadcast_to(removed, (batch, removed.shape[-1]))
 
 
+def _coalition_value(score, batch: int):
+  """present (R,) bool -> (B,) v(S): the target logit with the absent regions at the baseline."""
+  no_region = jnp.zeros(1, bool)
+  return lambda present: score(_per_image(jnp.concatenate([no_region, ~present]), batch))
+
+
 def _with_label_zero(per_player: Array) -> Array:
   """(B, R) per player -> (B, R + 1): column 0 (label 0, no player) is 0."""
   return jnp.pad(per_player, ((0, 0), (1, 0)))
@@ -151,22 +157,17 @@ def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   weight_of_size = np.array([math.factorial(s) * math.factorial(num_players - s - 1)
                              for s in range(num_players)], np.float64)
   weight_of_size /= math.factorial(num_players)
-  without = np.stack([coalitions[(coalitions >> i) & 1 == 0] for i in range(num_players)])
+  without = np.stack([coalitions[((coalitions >> i) & 1) == 0] for i in range(num_players)])
   with_ = without | (1 << np.arange(num_players))[:, None]
   return without, with_, weight_of_size[sizes[without]]
 
 
 def _exact_shapley(score, num_regions, batch, max_batch, dtype):
   num_players = num_regions - 1
-  bits = jnp.arange(num_players)
-
-  def value(coalition):
-    present = (coalition >> bits) & 1
-    removed = jnp.concatenate([jnp.zeros(1, bool), present == 0])
-    return score(_per_image(removed, batch))
-
-  coalitions = jnp.arange(2**num_players)
-  values = chunked_map(value, coalitions, chunk_size(len(coalitions), batch, max_batch))
+  bits, value = jnp.arange(num_players), _coalition_value(score, batch)
+  coalitions = jnp.arange(2**num_players)  # bit j set: player j present
+  values = chunked_map(lambda c: value(((c >> bits) & 1) == 1), coalitions,
+                       chunk_size(len(coalitions), batch, max_batch))
   without, with_, weights = shapley_pairs(num_players)
   # Differences first: each is a small change of a large logit.
   differences = values[with_] - values[without]  # (R, 2^(R-1), B)
@@ -181,10 +182,7 @@ def _sampled_shapley(score, num_regions, batch, max_batch, dtype, key, permutati
       jax.random.split(key, permutations))  # (P, R): the players in the order they join
   position = jnp.argsort(orders, axis=1)  # (P, R): when each player joins
   joined = jnp.arange(num_players + 1)  # players present after each join, 0..R
-
-  def value(present):  # (R,) bool -> (B,)
-    return score(_per_image(jnp.concatenate([jnp.zeros(1, bool), ~present]), batch))
-
+  value = _coalition_value(score, batch)
   # v(none) and v(all) are the same in every order; the R - 1 coalitions between differ.
   inner = (position[:, None, :] < joined[None, 1:-1, None]).reshape(-1, num_players)
   values = chunked_map(value, inner, chunk_size(len(inner), batch, max_batch))
