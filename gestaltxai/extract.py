@@ -27,20 +27,14 @@ def explain_step(method, model, variables, images, regions, key, static_options=
                  num_regions=len(REFERENCE_REGIONS)):
   """One batch: (probabilities (B, classes), coefficients (B, num_regions)) float32.
 
-  The predicted class is explained; ``regions`` (B, H, W) int labels. Region
-  methods (space 'region') take the region map and give the coefficients
-  themselves.
+  The predicted class is explained; ``regions`` (B, H, W) int labels.
   """
   model = explainable(model)
   logits = model.logits(variables, images)
   target = jnp.argmax(logits, axis=-1)
   entry = METHODS[method]
-  if entry.space == 'region':
-    coefs = entry(model, variables, images, target, key=key, regions=regions,
-                  num_regions=num_regions, **dict(static_options))
-  else:
-    attribution = entry(model, variables, images, target, key=key, **dict(static_options))
-    coefs = coefficients(relevance_of(attribution, entry.space), regions, num_regions)
+  attribution = entry(model, variables, images, target, key=key, **dict(static_options))
+  coefs = coefficients(relevance_of(attribution, entry.space), regions, num_regions)
   return jax.nn.softmax(logits.astype(jnp.float32)), coefs
 
 

@@ -1,5 +1,5 @@
 """Region-native methods against brute force: Shapley values over every order of the
-players (itertools), occlusion by a plain loop, and extraction using their coefficients."""
+players (itertools) and occlusion by a plain loop."""
 
 import itertools
 
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gestaltxai import extract, saliency
+from gestaltxai import saliency
 from gestaltxai.cli import methods as methods_command
 
 NUM_REGIONS = 5  # labels 0..4: four players
@@ -153,15 +153,4 @@ def test_regions_is_a_required_option_reported_by_name(game):
   with pytest.raises(ValueError, match='needs regions='):
     compiled(variables, x, target)
   assert "`regions=<required>, num_regions=4" in methods_command.markdown()
-
-
-def test_extraction_takes_region_coefficients_as_they_are(game):
-  model, variables, x32, labels, _ = float32(game)
-  _, coefficients = extract.explain_step('region_occlusion', model, variables, x32,
-                                         jnp.asarray(labels), jax.random.PRNGKey(0),
-                                         num_regions=NUM_REGIONS)
-  predicted = saliency.predict(model, variables, x32)
-  np.testing.assert_allclose(
-      coefficients, saliency.attribute('region_occlusion', model, variables, x32, predicted,
-                                       regions=labels, num_regions=NUM_REGIONS), rtol=1e-6)
 
