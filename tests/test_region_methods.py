@@ -27,8 +27,9 @@ def game():
   a label out of range, and a region absent from the second image. float64 throughout."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 6, 6, 3))
-  variables = {'w1': rng.normal(size=(6 * 6 * 3, 16)) / 10, 'b1': rng.normal(size=16) / 10,
-               'w2': rng.normal(size=(16, 3))}
+  hidden = 64  # large enough that the forwards, not the masking, dominate XLA's FLOP count
+  variables = {'w1': rng.normal(size=(6 * 6 * 3, hidden)) / 10, 'b1': rng.normal(size=hidden) / 10,
+               'w2': rng.normal(size=(hidden, 3)) / 4}
   labels = np.zeros((2, 6, 6), np.int32)
   labels[:, :3, :3], labels[:, :3, 3:], labels[:, 3:, :3], labels[:, 3:, 3:5] = 1, 2, 3, 4
   labels[:, 5, 5] = OUTSIDE
@@ -154,3 +155,21 @@ def test_regions_is_a_required_option_reported_by_name(game):
     compiled(variables, x, target)
   assert "`regions=<required>, num_regions=4" in methods_command.markdown()
 
+
+
+def flops(compiled):
+  analysis = compiled.cost_analysis()
+  return (analysis[0] if isinstance(analysis, list) else analysis)['flops']
+
+
+@pytest.mark.parametrize('name,options', [
+    ('region_occlusion', {}), ('region_shapley', {}), ('region_shapley', {'num_regions': 6}),
+    ('region_shapley', {'num_regions': 6, 'max_exact_regions': 2, 'permutations': 10})])
+def test_xla_counts_the_declared_forwards(game, name, options):
+  """XLA's FLOP count of the whole method is its declared forwards (plus the masking)."""
+  model, variables, x, labels, target = float32(game)
+  forward = flops(jax.jit(model).lower(variables, x).compile())
+  method = flops(saliency.compiled(name, model, **options).lower(
+      variables, x, target, regions=labels).compile())
+  passes, _ = saliency.METHODS[name].passes(6, 6, **options)
+  assert passes <= method / forward <= 1.05 * passes
