@@ -125,6 +125,45 @@ def relative(a, b):
   return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
+# Region methods: Captum's FeatureAblation and ShapleyValues with the region map as
+# feature mask. Captum makes every mask value a feature, label 0 too; a baseline equal to
+# the image on label-0 pixels makes label 0 a null player, which leaves the other
+# players' values unchanged (and gets 0 itself), as ours leave label 0 alone.
+REGION_COMPARISONS = {'region_occlusion': 'FeatureAblation', 'region_shapley': 'ShapleyValues'}
+
+
+def region_parity(args, model, variables, torch_model, dtype, torch_dtype):
+  """Rows for the region methods on the first dlib-aligned faces of ``args.images`` with
+  their reference (none/eye/nose/mouth) region maps; the predicted class."""
+  from captum import attr  # pylint: disable=import-outside-toplevel
+  from benchmarks.bf16_agreement import aligned_faces  # pylint: disable=import-outside-toplevel
+  names = [n for n in REGION_COMPARISONS
+           if not (args.only and n not in args.only) and n not in args.skip]
+  if not names:
+    return
+  images, labels = aligned_faces(args.images, len(args.names))
+  images, labels = images.astype(dtype), labels.astype(np.int32)
+  num_regions = int(labels.max()) + 1
+  target = np.asarray(saliency.predict(model, variables, jnp.asarray(images)))
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(torch_dtype)
+  mask = torch.from_numpy(labels)[:, None]  # (B, 1, H, W), broadcast over channels
+  baselines = torch.where(mask == 0, x, torch.zeros_like(x))
+  for name in names:
+    counterpart = getattr(attr, REGION_COMPARISONS[name])(torch_model)
+    with torch.no_grad():
+      pixels = counterpart.attribute(x, baselines=baselines, target=target.tolist(),
+                                     feature_mask=mask).numpy()
+    # Every pixel of a feature carries its value: read one per region (0 where absent).
+    theirs = np.stack([[pixels[i, 0][labels[i] == r][0] if (labels[i] == r).any() else 0.0
+                        for r in range(num_regions)] for i in range(len(images))])
+    theirs[:, 0] = 0.0  # label 0: a null player, 0 up to rounding
+    ours_ = np.asarray(saliency.attribute(name, model, variables, jnp.asarray(images),
+                                          jnp.asarray(target), regions=labels,
+                                          num_regions=num_regions))
+    print(f'{name:44s} {relative(ours_, theirs):12.2e} {"(regions)":>12s}   '
+          f'ours {np.round(ours_[:, 1:], 4).tolist()}')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--weights', type=pathlib.Path)
@@ -175,6 +214,7 @@ def main():
     rel = lambda a: np.abs(a).sum(-1) if a.ndim == 4 else np.abs(a)
     print(f'{name:44s} {relative(got, reference) if got.shape == reference.shape else float("nan"):12.2e} '
           f'{relative(rel(got), rel(reference)):12.2e}')
+  region_parity(args, model, variables, torch_model, dtype, torch_dtype)
 
 
 if __name__ == '__main__':

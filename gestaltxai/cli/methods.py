@@ -42,7 +42,8 @@ def run(args) -> None:
     print('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1])
   print('\nlevel: what the model must provide (1 logits, 2 a split at named layers, 3 rule '
         'support);\nlayer=None is the model\'s default layer; every method also takes key= and '
-        'dtype=.')
+        'dtype=;\n<required> options have no default (region methods: regions=, a (B, H, W) '
+        'int label map;\ntheir costs are counted at the default num_regions).')
 
 
 def add_parser(commands) -> None:

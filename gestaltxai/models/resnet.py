@@ -229,7 +229,7 @@ class ResNet(nn.Module):
     for i, size in enumerate(self.stage_sizes):
       for j in range(size):
         stride = 2 if (i > 0 and j == 0) else 1
-        setattr(self, f'layer{i + 1}_{j}',
+        setattr(self, _block_name(i, j),
                 Bottleneck(self.width * 2**i, stride, downsample=(j == 0), **kw))
     self.fc = Dense(self.num_classes, rules=self.rules, dtype=self.dtype)
 
@@ -272,7 +272,7 @@ class ResNet(nn.Module):
       raise ValueError(f'expected images (B, H, W, 3) NHWC, got shape {x.shape}')
 
     def run_stage(i):
-      blocks = [getattr(self, f'layer{i + 1}_{j}') for j in range(self.stage_sizes[i])]
+      blocks = [getattr(self, _block_name(i, j)) for j in range(self.stage_sizes[i])]
       return lambda h, train: self._run_blocks(blocks, h, train)
 
     stage_fns = {
@@ -296,6 +296,15 @@ class ResNet(nn.Module):
     return self.layers[-1]
 
   @property
+  def parameter_stages(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The top-level variable names of each stage, input side first: ``('stem', ('conv1',))``,
+    ``('layer1', ('layer1_0', ...))``, ..., ``('fc', ('fc',))``. The model-randomisation
+    check (:mod:`gestaltxai.metrics.sanity`) re-initialises them from the head down."""
+    blocks = tuple((layer, tuple(_block_name(i, j) for j in range(size)))
+                   for i, (layer, size) in enumerate(zip(self.layers, self.stage_sizes)))
+    return (('stem', ('conv1',)), *blocks, ('fc', ('fc',)))
+
+  @property
   def stage_names(self) -> tuple[str, ...]:
     """The points of this network, in order (:data:`STAGES` for ResNet-50)."""
     layers = tuple(f'layer{i + 1}' for i in range(len(self.stage_sizes)))
@@ -306,6 +315,12 @@ class ResNet(nn.Module):
     for block in blocks:
       x = block(x, train)
     return x
+
+
+def _block_name(stage: int, block: int) -> str:
+  """The attribute (and top-level variable) name of a block: 'layer1_0' for PyTorch's
+  'layer1.0'."""
+  return f'layer{stage + 1}_{block}'
 
 
 def ResNet50(num_classes: int, dtype: Any = jnp.float32, **kwargs) -> ResNet:  # pylint: disable=invalid-name

@@ -15,6 +15,7 @@ from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_bet
 from gestaltxai.saliency.noise import noise_tunnel, smoothgrad, squaregrad, vargrad
 from gestaltxai.saliency.perturbation import occlusion
 from gestaltxai.saliency.propagation import deconvnet, guided_backprop, guided_grad_cam
+from gestaltxai.saliency.region import region_occlusion, region_shapley
 from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, aliases, attribute,
                                           compiled, declare, get_method, method, predict,
                                           register, relevance, relevance_of)
@@ -26,5 +27,5 @@ __all__ = ['METHODS', 'Capability', 'CompiledMethod', 'Explainable', 'Functional
            'grad_cam', 'grad_cam_plus_plus', 'gradient', 'guided_backprop', 'guided_grad_cam',
            'hires_cam', 'input_x_gradient', 'integrated_gradients', 'layer_deeplift',
            'lrp_epsilon_alpha2_beta1', 'lrp_epsilon_alpha2_beta1_flat', 'lrp_epsilon_plus',
-           'lrp_epsilon_plus_flat', 'method', 'noise_tunnel', 'occlusion', 'predict', 'register',
-           'relevance', 'relevance_of', 'smoothgrad', 'squaregrad', 'vargrad']
+           'lrp_epsilon_plus_flat', 'method', 'noise_tunnel', 'occlusion', 'predict',
+           'region_occlusion', 'region_shapley', 'register', 'relevance', 'relevance_of', 'smoothgrad', 'squaregrad', 'vargrad']

@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import re
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
@@ -50,6 +51,17 @@ COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0))',
 _ARGUMENTS = ('model', 'variables', 'x', 'target')
 
 
+class _Required:
+  """The default of an option a method cannot run without (a keyword argument with none)."""
+
+  def __repr__(self):
+    return '<required>'
+
+
+#: Stands for the default of a required option in :attr:`Method.options`.
+REQUIRED = _Required()
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: usable as a static argument
 class Method:
   """A registered saliency method.
@@ -60,7 +72,9 @@ class Method:
       :class:`Explainable` model, checked options and a (B,) target.
     space: one of :data:`SPACES`.
     needs: capabilities of the model the method uses.
-    options: {option: default}, from ``fn``'s keyword arguments.
+    options: {option: default}, from ``fn``'s keyword arguments;
+      :data:`REQUIRED` for one without a default (a region method's
+      ``regions``).
     traced: options passed as arrays (a new value does not recompile);
       the others are static and compile once per value.
     cost: passes per image for resolved options and an image size.
@@ -88,19 +102,33 @@ class Method:
     """The first line of the method's docstring."""
     return (inspect.getdoc(self.fn) or self.name).splitlines()[0]
 
-  def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
-    """{option: value} with defaults filled in, every name and value checked."""
+  @property
+  def required(self) -> frozenset[str]:
+    """Options without a default: every call must give them."""
+    return frozenset(o for o, default in self.options.items() if default is REQUIRED)
+
+  def resolve(self, options: Mapping[str, Any], later: Sequence[str] = ()) -> dict[str, Any]:
+    """{option: value} with defaults filled in, every name and value checked.
+
+    A required option missing from ``options`` is an error, unless it is
+    named in ``later`` (it comes later, e.g. per call of a compiled method);
+    it then stays :data:`REQUIRED`.
+    """
     for option in options:
       if option not in self.options:
         raise ValueError(self._unknown_option(option))
+    missing = sorted(self.required - set(options) - set(later))
+    if missing:
+      raise ValueError(self._missing_options(missing))
     resolved = {**self.options, **options}
     for option, check in self.checks.items():
-      check(f'{self.name}: {option}', resolved[option])
+      if resolved[option] is not REQUIRED:
+        check(f'{self.name}: {option}', resolved[option])
     return resolved
 
   def passes(self, height: int, width: int, **options) -> tuple[int, int]:
-    """(forward, backward) passes per image at this image size."""
-    return self.cost(self.resolve(options), height, width)
+    """(forward, backward) passes per image at this image size (required options unused)."""
+    return self.cost(self.resolve(options, later=self.required), height, width)
 
   def check_model(self, model) -> Explainable:
     """The model's adapter; refuses one that lacks a capability the method needs."""
@@ -152,6 +180,11 @@ class Method:
       return explain(target)
     # One class at a time: memory stays that of one target, in one computation.
     return jnp.moveaxis(jax.lax.map(explain, target.T), 0, 1)
+
+  def _missing_options(self, missing: Sequence[str]) -> str:
+    described = '; '.join(f'{o}: {_option_doc(self.fn, o)}' for o in missing)
+    return (f'{self.name} needs {", ".join(f"{o}=" for o in missing)} (no default): '
+            f'{described}')
 
   def _unknown_option(self, option: str) -> str:
     known = sorted(self.options)
@@ -206,8 +239,16 @@ def keyword_options(fn: Callable) -> dict[str, Any]:
   if tuple(positional) != _ARGUMENTS:
     raise TypeError(f'{fn.__name__} must take {_ARGUMENTS} then keyword options, takes '
                     f'{tuple(positional)}')
-  return {n: p.default for n, p in parameters.items()
+  return {n: REQUIRED if p.default is inspect.Parameter.empty else p.default
+          for n, p in parameters.items()
           if p.kind is inspect.Parameter.KEYWORD_ONLY and n != 'key'}
+
+
+def _option_doc(fn: Callable, option: str) -> str:
+  """The description of ``option`` in the Args section of ``fn``'s docstring."""
+  doc = inspect.getdoc(fn) or ''
+  found = re.search(rf'^\s+(?:[\w, ]*\b)?{re.escape(option)}\b[\w, ]*:\s*(.+)$', doc, re.M)
+  return found.group(1).rstrip('.') if found else f'see help({fn.__module__}.{fn.__name__})'
 
 
 def aliases() -> dict[str, str]:
@@ -301,19 +342,22 @@ OUTPUTS: dict[str, Callable[[Method, Array], Array]] = {
 }
 
 
-def _split_options(entry: Method, options: Mapping[str, Any], like: Array):
+def _split_options(entry: Method, options: Mapping[str, Any], like: Array,
+                   later: Sequence[str] = ()):
   """(traced {option: array}, static ((option, value), ...)): what varies per call vs compiles.
 
   Every traced option is passed, its default when not given, so giving one
-  never changes the structure of the call (and never recompiles).
+  never changes the structure of the call (and never recompiles). Required
+  options named in ``later`` may be missing (see :meth:`Method.resolve`).
   """
-  entry.resolve(options)  # names and values checked before anything is traced
+  entry.resolve(options, later)  # names and values checked before anything is traced
   traced, static = {}, []
   dtype = result_dtype(like)
-  defaults = {option: entry.options[option] for option in entry.traced}
+  defaults = {option: entry.options[option] for option in entry.traced
+              if entry.options[option] is not REQUIRED}
   for option, value in {**defaults, **options}.items():
     if option in entry.traced:
-      traced[option] = value if value is None else jnp.asarray(value, dtype)
+      traced[option] = value if value is None else _traced_value(value, dtype)
     else:
       try:
         hash(value)
@@ -323,6 +367,15 @@ def _split_options(entry: Method, options: Mapping[str, Any], like: Array):
                          f'{type(value).__name__}') from None
       static.append((option, value))
   return traced, tuple(sorted(static))
+
+
+def _traced_value(value, dtype) -> Array:
+  """An array option as traced: integer arrays (label maps) stay integers, the rest take
+  the images' float dtype."""
+  array = jnp.asarray(value)
+  if np.ndim(value) > 0 and jnp.issubdtype(array.dtype, jnp.integer):
+    return array
+  return array.astype(dtype)
 
 
 def _run_method(name, model, variables, x, target, key, traced_options, static_options, dtype,
@@ -354,19 +407,21 @@ class CompiledMethod:
   def __init__(self, entry: Method, model, output: str, dtype, static_options):
     self.method, self.model, self.output = entry, entry.check_model(model), output
     self.dtype, self.static_options = dtype, static_options
+    # Required static options were given to compiled(); per call, only traced ones are due.
+    self._static_required = tuple(entry.required - entry.traced)
 
   def __call__(self, variables, x, target=None, key=None, **traced_options):
     unknown = set(traced_options) - self.method.traced
     if unknown:
       raise ValueError(f'{self.method.name}: per-call options are {sorted(self.method.traced)}; '
                        f'{sorted(unknown)} must be given to compiled()')
-    traced, _ = _split_options(self.method, traced_options, x)
+    traced, _ = _split_options(self.method, traced_options, x, self._static_required)
     return _run(self.method.name, self.model, variables, x, target, key, traced,
                 self.static_options, self.dtype, self.output)
 
   def lower(self, variables, x, target=None, key=None, **traced_options):
     """``jax.jit(...).lower`` of the same call: for XLA's cost and memory analysis."""
-    traced, _ = _split_options(self.method, traced_options, x)
+    traced, _ = _split_options(self.method, traced_options, x, self._static_required)
     return _run_top.lower(self.method.name, self.model, variables, x, target, key, traced,
                           self.static_options, self.dtype, self.output)
 
@@ -390,7 +445,9 @@ def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None
   entry = get_method(method_name)
   if output not in OUTPUTS:
     raise ValueError(f'output must be one of {sorted(OUTPUTS)}, got {output!r}')
-  _, static = _split_options(entry, options, jnp.zeros((), jnp.float32))
+  # A required traced option (a region map) may come per call instead.
+  _, static = _split_options(entry, options, jnp.zeros((), jnp.float32),
+                             later=entry.required & entry.traced)
   function = CompiledMethod(entry, model, output, _dtype_name(dtype), static)
   per_call = {k: v for k, v in options.items() if k in entry.traced}
   return functools.partial(function, **per_call) if per_call else function
