@@ -102,7 +102,7 @@ def takes_option(name: str, option: str) -> bool:
 
 def passes(name: str, side: int) -> tuple[int, int]:
   """(forward, backward) passes per image of ``name`` with its default options."""
-  return saliency.get_method(name).cost({}, side, side)
+  return saliency.get_method(name).passes(side, side)
 
 
 def expected_seconds(method_passes: tuple[int, int], forward_s: float, gradient_s: float) -> float:

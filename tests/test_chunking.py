@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gestaltxai.models import ResNet
+from gestaltxai.models import ResNet, explainable
 from gestaltxai.saliency import chunking
 from gestaltxai.saliency.core import input_gradient
 
@@ -61,6 +61,7 @@ def small_gradient():
 
 def test_pass_bytes_bounds_what_xla_allocates():
   model, variables, x, target = small_gradient()
+  model = explainable(model)
   gradient = lambda v, images, t: input_gradient(model, v, images, t)
   xla = jax.jit(gradient).lower(variables, x, target).compile().memory_analysis()
   estimate = chunking.pass_bytes(lambda images: gradient(variables, images, target), x)

@@ -75,7 +75,8 @@ def test_steps_and_samples_cost_their_gradients(method, option):
 
 def test_occlusion_costs_one_forward_per_window_and_one_clean():
   model, variables = small_resnet()
-  windows = perturbation.num_windows(SIDE, SIDE)
+  defaults = saliency.METHODS['occlusion'].options
+  windows = perturbation.num_windows(SIDE, SIDE, defaults['window'], defaults['stride'])
   one_forward = flops(forward(model, variables, BATCH))
   one_pass = compiled('occlusion', model, variables, BATCH, max_batch=windows * BATCH)
   ratio = flops(one_pass) / ((windows + 1) * one_forward)

@@ -194,8 +194,8 @@ def test_report_from_a_stats_folder_without_maps_runs_or_records(tmp_path):
   paths = write_study(tmp_path / 'study')
   (tmp_path / 'study' / 'coefficients.maps.npz').unlink()
   data = builders.build(builders.SyntheticFaces(
-      classes=('unaffected', 'short_nose'), per_class=3, data_dir=str(tmp_path / 'data'),
-      file_format='array_record', progress=False))
+      classes=('unaffected', 'short_nose'), per_class=3, num_folds=3,
+      data_dir=str(tmp_path / 'data'), file_format='array_record', progress=False))
   assert main(['stats', '--table', str(paths['table']), '--out', str(tmp_path / 'stats'),
                '--alpha', '0.01']) == 0
   out = tmp_path / 'report.html'

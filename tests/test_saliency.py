@@ -277,10 +277,10 @@ def test_bad_inputs_are_clear_errors(tiny_resnet, images):
 def test_same_shapes_do_not_recompile(tiny_resnet, images):
   model, variables = tiny_resnet
   saliency.attribute('integrated_gradients', model, variables, images, steps=4)
-  before = registry._run._cache_size()
+  before = registry._run_top._cache_size()
   saliency.attribute('integrated_gradients', model, variables, images * 0.5 + 1.0, steps=4)
   saliency.attribute('integrated_gradients', model, variables, -images, steps=4)
-  assert registry._run._cache_size() == before
+  assert registry._run_top._cache_size() == before
 
 
 # The method table of ../shared/DESIGN.md ("Contract"): canonical name -> reference alias.

@@ -7,7 +7,6 @@ manifest and compared with the next run's.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -79,15 +78,9 @@ class MethodSpec:
 
   def resolved(self) -> dict[str, Any]:
     """Every option with its value (defaults filled in), for the provenance."""
-    given = dict(self.options)
-    return {k: v for k, v in self.method.resolve({**given, **_region_placeholders(
-        self.method)}).items() if k not in REGION_OPTIONS}
-
-
-def _region_placeholders(method: Method) -> dict[str, Any]:
-  """Stand-ins for the options extraction fills per batch, so resolving checks the rest."""
-  return {option: None for option in REGION_OPTIONS if option in method.options
-          and method.options[option] is inspect.Parameter.empty}
+    # Extraction fills in the region options per batch.
+    return {k: v for k, v in self.method.resolve(dict(self.options), later=REGION_OPTIONS).items()
+            if k not in REGION_OPTIONS}
 
 
 def method_specs(names: Sequence[str], options: Optional[Mapping[str, Mapping]] = None

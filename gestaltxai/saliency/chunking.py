@@ -54,7 +54,8 @@ def default_memory_budget(backend: Optional[str] = None) -> int:
   """
   backend = backend or jax.default_backend()
   fraction = MEMORY_FRACTION.get(backend, MEMORY_FRACTION[_DEFAULT_BACKEND])
-  stats = jax.devices(backend)[0].memory_stats() or {}
+  # This process's device: another process's is not addressable (jax.distributed).
+  stats = jax.local_devices(backend=backend)[0].memory_stats() or {}
   total = stats.get('bytes_limit') or _available_ram()
   return int(fraction * total)
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules
-from gestaltxai.saliency.chunking import chunk_size
+from gestaltxai.saliency.chunking import chunked_sum
 from gestaltxai.saliency.core import broadcast_baseline, result_dtype, target_score
 from gestaltxai.saliency.registry import method, one_of
 from gestaltxai.saliency.resize import upsample
@@ -113,12 +113,8 @@ def layer_deeplift(model, variables, x, target, *, key=None, layer=None, baselin
   size = x.shape[1:3]
   if channels == 'sum':
     return upsample(attribution.sum(-1), size)
-  num_channels = attribution.shape[-1]
-  chunk = chunk_size(num_channels, 1, LAYER_CHANNEL_CHUNK)
-  groups = jnp.moveaxis(attribution.reshape(*attribution.shape[:3], -1, chunk), 3, 0)
-
-  def add_group(total, group):
-    return total + jnp.abs(upsample(group, size)).sum(-1), None
-
-  total, _ = jax.lax.scan(add_group, jnp.zeros((x.shape[0], *size), attribution.dtype), groups)
-  return total
+  # One (B, h, w) channel map per item, upsampled and summed LAYER_CHANNEL_CHUNK at a time:
+  # the (B, C, H, W) attribution never exists at once.
+  channel_maps = jnp.moveaxis(attribution, -1, 0)
+  return chunked_sum(lambda channel: jnp.abs(upsample(channel, size)), channel_maps,
+                     LAYER_CHANNEL_CHUNK)

@@ -278,3 +278,44 @@ def correlations(rows: Sequence, *, regions: Sequence[str], methods: Sequence[st
   fig.legend(handles=handles, loc='outside lower center', ncols=min(len(handles), 6),
              fontsize=LABEL_POINTS - 1, frameon=False)
   return fig
+
+
+def ground_truth(summary: Mapping) -> Figure:
+  """Each method's recovery of the planted regions (beside chance) and its sanity check.
+
+  Args:
+    summary: the demo's ``summary.json``: {'methods': {name: {'recovery_classes',
+      'recovery_images', 'chance_classes', 'chance_images',
+      'randomisation_similarity', ...}}, 'randomisation_limit': the similarity
+      at and above which a method fails the check}.
+  """
+  limit = summary['randomisation_limit']
+  methods = list(summary['methods'])
+  scores = summary['methods']
+  fig = Figure(figsize=(10, 0.45 * len(methods) + 1.6), layout='constrained')
+  recovery_axes, sanity_axes = fig.subplots(1, 2, sharey=True,
+                                            gridspec_kw={'width_ratios': (3, 2)})
+  rows = np.arange(len(methods))
+  for offset, (key, label, colour) in enumerate((
+      ('recovery_classes', 'trait classes (largest |d|)', SYNDROME_COLOUR),
+      ('recovery_images', 'images (highest z-score)', '#72b7b2'))):
+    values = [scores[m][key] for m in methods]
+    recovery_axes.barh(rows + (offset - 0.5) * 0.38, values, height=0.38, color=colour,
+                       label=label)
+  chance = scores[methods[0]]['chance_classes']
+  recovery_axes.axvline(chance, color=CONTROL_COLOUR, linestyle='--',
+                        label=f'chance ({chance:.2f})')
+  recovery_axes.set(xlim=(0, 1), xlabel='share in the planted region', yticks=rows,
+                    yticklabels=methods, title='Recovery of the planted regions')
+  recovery_axes.invert_yaxis()
+  recovery_axes.legend(loc='lower right', fontsize=LABEL_POINTS)
+  similarity = [scores[m]['randomisation_similarity'] for m in methods]
+  sanity_axes.barh(rows, similarity, height=0.6,
+                   color=[SIGNIFICANT_COLOUR if s >= limit else SYNDROME_COLOUR
+                          for s in similarity])
+  sanity_axes.axvline(limit, color=CONTROL_COLOUR, linestyle='--',
+                      label=f'fails at {limit}')
+  sanity_axes.set(xlim=(min(0.0, min(similarity) - 0.05), 1), xlabel='Spearman r with the trained '
+                  'model\'s maps', title='Model randomisation (lower passes)')
+  sanity_axes.legend(loc='lower right', fontsize=LABEL_POINTS)
+  return fig

@@ -1,0 +1,242 @@
+"""The study end to end on synthetic faces, where the right answer is known.
+
+Synthetic faces plant one trait per class in a known region
+(:mod:`gestaltxai.data.synthetic`), so an explanation can be checked against
+the truth rather than against another explanation. :func:`run_demo`:
+
+1. builds the faces with their HPO-style annotations (``DIR/data``);
+2. trains the ``tiny`` configuration on fold 1 (``DIR/runs``);
+3. extracts region coefficients of fold 1's test images for
+   :data:`DEMO_METHODS` (``DIR/coefficients.parquet``, its maps and
+   provenance);
+4. runs RQ1 against the unaffected faces and RQ2 against the annotations
+   (``DIR/stats``);
+5. scores each method: recovery of the planted regions, deletion and
+   insertion areas, and model randomisation (``DIR/metrics.json``);
+6. writes ``DIR/summary.json`` and ``DIR/report.html``.
+
+Every stage reuses what an earlier run left in ``DIR`` when it was made from
+the same inputs (the dataset, a finished training run, finished extraction
+shards, metrics of the same checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from gestaltxai import extract as extraction
+from gestaltxai import metrics, saliency
+from gestaltxai.data import builders
+from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
+from gestaltxai.extract.store import write_json
+from gestaltxai.stats import Rq1Config, compute, read_hpo, read_table, write_results
+from gestaltxai.train import load_checkpoint, train_fold
+from gestaltxai.viz.report import ReportInputs, write_report
+
+#: A representative method of each family (LRP by one composite).
+DEMO_METHODS = ('gradient', 'integrated_gradients', 'smoothgrad', 'grad_cam',
+                'lrp_epsilon_plus_flat', 'occlusion', 'region_shapley')
+CONTROL = 'unaffected'
+FOLD = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPaths:
+  """Where each stage writes, under one folder."""
+
+  root: pathlib.Path
+
+  @property
+  def data(self) -> pathlib.Path:
+    return self.root / 'data'
+
+  @property
+  def runs(self) -> pathlib.Path:
+    return self.root / 'runs'
+
+  @property
+  def table(self) -> pathlib.Path:
+    return self.root / 'coefficients.parquet'
+
+  @property
+  def stats(self) -> pathlib.Path:
+    return self.root / 'stats'
+
+  @property
+  def metrics(self) -> pathlib.Path:
+    return self.root / 'metrics.json'
+
+  @property
+  def summary(self) -> pathlib.Path:
+    return self.root / 'summary.json'
+
+  @property
+  def report(self) -> pathlib.Path:
+    return self.root / 'report.html'
+
+
+def _images(dataset: FaceDataset, indices, mean_bgr, image_size) -> dict:
+  """One batch of the given records, as the model sees them."""
+  return batch_dataset(dataset, plan_batches(indices, len(indices)), mean_bgr=mean_bgr,
+                       image_size=image_size)[0]
+
+
+def _maps(name: str, model, variables, batch: dict, target, key, num_regions: int):
+  """(B, H, W) relevance of a method; a region method's coefficients painted on its regions."""
+  if saliency.get_method(name).space == 'region':
+    coefficients = saliency.attribute(name, model, variables, batch['image'], target, key=key,
+                                      regions=batch['regions'], num_regions=num_regions)
+    return metrics.coefficient_map(coefficients, batch['regions'])
+  return saliency.relevance(name, model, variables, batch['image'], target, key=key)
+
+
+def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: np.ndarray,
+                        sanity_images: int, methods=DEMO_METHODS, seed: int = 0,
+                        log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+  """Deletion and insertion areas and model-randomisation similarity of each method.
+
+  Args:
+    fold_dir: the trained fold whose best checkpoint is explained.
+    indices: the records to score (deletion and insertion use them all, the
+      randomisation check the first ``sanity_images``).
+
+  Returns:
+    {method: {'deletion_auc', 'insertion_auc', 'randomisation_similarity'}}:
+    mean target-probability areas (lower deletion, higher insertion is
+    better) and the mean Spearman correlation of the maps with every stage
+    re-initialised (a method that passes the check has it low).
+  """
+  model, variables, config, metadata = load_checkpoint(fold_dir)
+  batch = _images(dataset, indices, metadata['mean_bgr'], config.image_size)
+  target = saliency.predict(model, variables, batch['image'])
+  key = jax.random.PRNGKey(seed)
+  num_regions = len(extraction.REGION_SETS['reference'].names)
+  scores = {}
+  for name in methods:
+    relevance = _maps(name, model, variables, batch, target, key, num_regions)
+    deleted = metrics.deletion(model, variables, batch['image'], relevance, target)
+    inserted = metrics.insertion(model, variables, batch['image'], relevance, target)
+    region_options = ({'regions': batch['regions'][:sanity_images], 'num_regions': num_regions}
+                      if saliency.get_method(name).space == 'region' else {})
+    randomised = metrics.model_randomization(
+        name, model, variables, batch['image'][:sanity_images], target[:sanity_images], key=key,
+        **region_options)
+    scores[name] = {'deletion_auc': float(np.mean(deleted.area)),
+                    'insertion_auc': float(np.mean(inserted.area)),
+                    'randomisation_similarity': float(randomised.similarity)}
+    log(f'  {name}: deletion {scores[name]["deletion_auc"]:.3f}, insertion '
+        f'{scores[name]["insertion_auc"]:.3f}, randomisation '
+        f'{scores[name]["randomisation_similarity"]:.2f}')
+  return scores
+
+
+def _cached_metrics(paths: DemoPaths, arguments: dict, compute_scores) -> dict:
+  """The metrics of an earlier run with the same arguments, else newly computed ones."""
+  if paths.metrics.exists():
+    saved = json.loads(paths.metrics.read_text())
+    if saved.get('arguments') == json.loads(json.dumps(arguments)):
+      return saved['methods']
+  scores = compute_scores()
+  write_json(paths.metrics, {'arguments': arguments, 'methods': scores})
+  return scores
+
+
+def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *, seed: int = 0,
+             overwrite: bool = False, batch_size: int = 32,
+             log: Callable[[str], None] = print) -> dict:
+  """Runs the whole study on synthetic faces; returns what ``summary.json`` holds.
+
+  Args:
+    out: the folder every stage writes to (and reads back on a second run).
+    size: 'tiny' (about two minutes on 2 CPU cores) or 'default' (about ten).
+    seed: of the faces, the training and the noise methods.
+    overwrite: replace a dataset in ``out`` made with other arguments.
+    batch_size: images per extraction step.
+  """
+  from experiments.configs import DEMO_SIZES, TINY  # pylint: disable=import-outside-toplevel
+  if size not in DEMO_SIZES:
+    raise ValueError(f'size must be one of {sorted(DEMO_SIZES)}, got {size!r}')
+  plan = DEMO_SIZES[size]
+  paths = DemoPaths(pathlib.Path(out))
+  paths.root.mkdir(parents=True, exist_ok=True)
+
+  log(f'1/6 synthetic faces: {plan.per_class} per class with planted traits -> {paths.data}')
+  directory = builders.build(builders.SyntheticFaces(
+      per_class=plan.per_class, seed=seed, data_dir=str(paths.data), progress=False),
+      overwrite=overwrite)
+  dataset = FaceDataset.open(directory)
+  planted = dataset.metadata['trait_regions']
+
+  config = TINY.replace(epochs=plan.epochs, seed=seed)
+  log(f'2/6 training {config.name} on fold {FOLD}: {plan.epochs} epochs at '
+      f'{config.image_size} px -> {paths.runs}')
+  trained = train_fold(dataset, FOLD, config, paths.runs, log=lambda line: log(f'  {line}'))
+
+  log(f'3/6 extraction: {len(DEMO_METHODS)} methods x fold {FOLD}\'s test images -> '
+      f'{paths.table}')
+  job = extraction.extraction(directory, paths.table, runs=paths.runs, methods=DEMO_METHODS,
+                              folds=[FOLD], batch_size=batch_size, seed=seed, progress=False,
+                              log=lambda line: log(f'  {line}'))
+  provenance = job.assemble(job.run())
+
+  log(f'4/6 statistics: RQ1 against {CONTROL}, RQ2 against the annotations -> {paths.stats}')
+  table = read_table(paths.table)
+  hpo = builders.hpo_dir(directory)
+  results = compute(table, read_hpo(hpo), Rq1Config(control=CONTROL))
+  write_results(results, paths.stats)
+
+  log(f'5/6 recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
+  recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
+  test = dataset.indices(FOLD, 'test')[:plan.metric_images]
+  arguments = {'checkpoint': provenance['arguments']['models'], 'methods': list(DEMO_METHODS),
+               'images': test.tolist(), 'sanity_images': plan.sanity_images, 'seed': seed}
+  scores = _cached_metrics(paths, arguments, lambda: explanation_metrics(
+      paths.runs / f'fold-{FOLD}', dataset, test, plan.sanity_images, seed=seed,
+      log=lambda line: log(f'  {line}')))
+
+  summary = {
+      'size': size, 'test_accuracy': trained['test']['accuracy'],
+      'control': CONTROL, 'planted_regions': planted,
+      'randomisation_limit': metrics.SIMILARITY_LIMIT,
+      'methods': {name: {
+          'recovery_classes': recovered[name].classes,
+          'recovery_images': recovered[name].images,
+          'chance_classes': recovered[name].chance_classes,
+          'chance_images': recovered[name].chance_images,
+          'strongest_regions': recovered[name].strongest,
+          **scores[name],
+          'images_per_s': provenance['method_images_per_s'][name]} for name in DEMO_METHODS}}
+  write_json(paths.summary, summary)
+
+  log(f'6/6 report -> {paths.report}')
+  write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
+                            data_dir=directory, rq1=Rq1Config(control=CONTROL),
+                            ground_truth=paths.summary), paths.report)
+  log('')
+  log(summary_table(summary))
+  log(f'\nreport: {paths.report}')
+  return summary
+
+
+def summary_table(summary: dict) -> str:
+  """The methods' scores as a text table (what the demo prints at the end)."""
+  header = ('method', 'recovery classes', 'recovery images', 'deletion', 'insertion',
+            'randomisation', 'images/s')
+  first = next(iter(summary['methods'].values()))
+  rows = [header, ('(chance)', f'{first["chance_classes"]:.2f}', f'{first["chance_images"]:.2f}',
+                   '(lower)', '(higher)', '(lower)', '')]
+  for name, m in summary['methods'].items():
+    rows.append((name, f'{m["recovery_classes"]:.2f}', f'{m["recovery_images"]:.2f}',
+                 f'{m["deletion_auc"]:.3f}', f'{m["insertion_auc"]:.3f}',
+                 f'{m["randomisation_similarity"]:.2f}',
+                 '' if m['images_per_s'] is None else f'{m["images_per_s"]:.1f}'))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+  lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+  return (f'test accuracy of the {summary["size"]} model: {summary["test_accuracy"]:.2f}\n'
+          + '\n'.join(lines))
