@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import time
 from typing import Callable, Optional
 
 import jax
@@ -147,6 +148,24 @@ def _cached_metrics(paths: DemoPaths, arguments: dict, compute_scores) -> dict:
   return scores
 
 
+class _Stages:
+  """Prints each stage's line and, when the next begins, how long the last one took."""
+
+  def __init__(self, log: Callable[[str], None], total: int):
+    self.log, self.total, self.number, self.started = log, total, 0, None
+
+  def __call__(self, line: str) -> None:
+    self.finish()
+    self.number += 1
+    self.started = time.perf_counter()
+    self.log(f'{self.number}/{self.total} {line}')
+
+  def finish(self) -> None:
+    if self.started is not None:
+      self.log(f'  ({time.perf_counter() - self.started:.0f} s)')
+      self.started = None
+
+
 def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *, seed: int = 0,
              overwrite: bool = False, batch_size: int = 32,
              log: Callable[[str], None] = print) -> dict:
@@ -165,8 +184,9 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   plan = DEMO_SIZES[size]
   paths = DemoPaths(pathlib.Path(out))
   paths.root.mkdir(parents=True, exist_ok=True)
+  stage = _Stages(log, total=6)
 
-  log(f'1/6 synthetic faces: {plan.per_class} per class with planted traits -> {paths.data}')
+  stage(f'synthetic faces: {plan.per_class} per class with planted traits -> {paths.data}')
   directory = builders.build(builders.SyntheticFaces(
       per_class=plan.per_class, seed=seed, data_dir=str(paths.data), progress=False),
       overwrite=overwrite)
@@ -174,24 +194,24 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   planted = dataset.metadata['trait_regions']
 
   config = TINY.replace(epochs=plan.epochs, seed=seed)
-  log(f'2/6 training {config.name} on fold {FOLD}: {plan.epochs} epochs at '
+  stage(f'training {config.name} on fold {FOLD}: {plan.epochs} epochs at '
       f'{config.image_size} px -> {paths.runs}')
   trained = train_fold(dataset, FOLD, config, paths.runs, log=lambda line: log(f'  {line}'))
 
-  log(f'3/6 extraction: {len(DEMO_METHODS)} methods x fold {FOLD}\'s test images -> '
+  stage(f'extraction: {len(DEMO_METHODS)} methods x fold {FOLD}\'s test images -> '
       f'{paths.table}')
   job = extraction.extraction(directory, paths.table, runs=paths.runs, methods=DEMO_METHODS,
                               folds=[FOLD], batch_size=batch_size, seed=seed, progress=False,
                               log=lambda line: log(f'  {line}'))
   provenance = job.assemble(job.run())
 
-  log(f'4/6 statistics: RQ1 against {CONTROL}, RQ2 against the annotations -> {paths.stats}')
+  stage(f'statistics: RQ1 against {CONTROL}, RQ2 against the annotations -> {paths.stats}')
   table = read_table(paths.table)
   hpo = builders.hpo_dir(directory)
   results = compute(table, read_hpo(hpo), Rq1Config(control=CONTROL))
   write_results(results, paths.stats)
 
-  log(f'5/6 recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
+  stage(f'recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
   recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
   test = dataset.indices(FOLD, 'test')[:plan.metric_images]
   arguments = {'checkpoint': provenance['arguments']['models'], 'methods': list(DEMO_METHODS),
@@ -214,10 +234,11 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
           'images_per_s': provenance['method_images_per_s'][name]} for name in DEMO_METHODS}}
   write_json(paths.summary, summary)
 
-  log(f'6/6 report -> {paths.report}')
+  stage(f'report -> {paths.report}')
   write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
                             data_dir=directory, rq1=Rq1Config(control=CONTROL),
                             ground_truth=paths.summary), paths.report)
+  stage.finish()
   log('')
   log(summary_table(summary))
   log(f'\nreport: {paths.report}')

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -58,6 +59,10 @@ def _message(err: BaseException) -> str:
 
 def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
+  if not args.debug:
+    # orbax and grain log routine notices through absl ("Given directory is read only"):
+    # a command's own lines say what happened.
+    logging.getLogger('absl').setLevel(logging.ERROR)
   try:
     args.run(args)
     sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
