@@ -57,7 +57,7 @@ def captum_runner(state, method, batch, device):
   import torch  # pylint: disable=import-outside-toplevel
   from captum import attr  # pylint: disable=import-outside-toplevel
   from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=import-outside-toplevel
-  model = from_state_dict(state, 'captum', device=device)
+  model = from_state_dict(state, 'reference', device=device)
   x = torch.randn(batch, 3, 224, 224, device=device) * 50
   target = [1] * batch
   runs = {

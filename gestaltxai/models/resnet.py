@@ -16,7 +16,8 @@ Two fields give saliency methods what they need without hooks:
   then differentiates ``start='layer4'`` from them.
 * ``rules`` (:class:`~gestaltxai.models.rules.Rules`) decides what the
   backward pass of every activation, linear layer, residual sum and pool
-  computes; forward values never change.
+  computes; forward values never change, except by the 1/sqrt(1 + eps) per
+  BatchNorm that ``fold_keeps_eps`` keeps to reproduce zennit 0.5.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class ConvBN(nn.Module):
       out = y * gain.astype(self.dtype) + shift.astype(self.dtype)
     elif self.rules.fold_batchnorm:
       out = rule(conv, x, kernel * gain, shift.astype(self.dtype))
+      if self.rules.fold_keeps_eps:
+        leftover = jnp.full((n,), 1.0 / math.sqrt(1.0 + BATCHNORM_EPS), self.dtype)
+        out = self.rules.batchnorm(out, leftover, jnp.zeros((n,), self.dtype))
     else:
       out = self.rules.batchnorm(rule(conv, x, kernel, None), gain.astype(self.dtype),
                                  shift.astype(self.dtype))

@@ -57,6 +57,10 @@ class Rules:
       ``(y, gain, shift) -> y * gain + shift``.
     fold_batchnorm: merge eval-mode BatchNorm into the convolution before
       it, so the linear rule sees one affine layer (zennit's canonizers).
+    fold_keeps_eps: what zennit 0.5's merge leaves of a folded BatchNorm:
+      mean 0, variance 1, gain 1, shift 0 but its eps kept, so it still
+      divides by sqrt(1 + eps), through the ``batchnorm`` rule. Off, the
+      fold is exact (zennit 1.0).
   """
 
   activation: Callable[[Array], Array] = jax.nn.relu
@@ -68,6 +72,7 @@ class Rules:
   max_pool: Callable = plain_pool
   batchnorm: Callable[[Array, Array, Array], Array] = plain_batchnorm
   fold_batchnorm: bool = False
+  fold_keeps_eps: bool = False
 
   @property
   def first_layer(self) -> LinearRule:
