@@ -38,6 +38,7 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=wrong-import-position
 from gestaltxai import saliency  # pylint: disable=wrong-import-position
+from gestaltxai.saliency import lrp  # pylint: disable=wrong-import-position
 from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR  # pylint: disable=wrong-import-position
 from gestaltxai.models import ResNet50, load_vggface2, port_vggface2  # pylint: disable=wrong-import-position
 
@@ -229,17 +230,19 @@ def relevance_of(a):
 
 
 def compare_settings(results):
-  """Our reference setting against the conserving one: shape (correlation) and scale."""
+  """Our two presets against each other: shape (correlation) and scale of the maps."""
   for name in LRP_COMPOSITES:
-    pair = results.get(f'{name}/canonize=reference'), results.get(f'{name}/canonize=True')
+    family = name if name in lrp.PRESETS['reference'] else 'lrp'
+    settings = [lrp.PRESETS[preset][family] for preset in ('reference', 'conserving')]
+    pair = [results.get(f'{name}/canonize={setting}') for setting in settings]
     if pair[0] is None or pair[1] is None:
       continue
     maps = [relevance_of(a).reshape(len(a), -1) for a in pair]
     correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(*maps)]
     scale = [a.sum() / b.sum() for a, b in zip(*(a.reshape(len(a), -1) for a in pair))]
-    print(f'{name}: reference vs conserving relevance, correlation '
-          f'{" ".join(f"{c:.4f}" for c in correlation)}; ratio of attribution sums '
-          f'{" ".join(f"{r:.5g}" for r in scale)}')
+    print(f'{name}: preset reference (canonize={settings[0]}) vs conserving, relevance '
+          f'correlation {" ".join(f"{c:.4f}" for c in correlation)}; ratio of attribution '
+          f'sums {" ".join(f"{r:.5g}" for r in scale)}')
 
 
 if __name__ == '__main__':
