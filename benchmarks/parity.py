@@ -203,7 +203,7 @@ def main():
         f'({pathlib.Path(zennit.__file__).parent}), jax {jax.__version__}, {np.dtype(dtype).name}')
   theirs = {**captum_methods(networks['reference'], x_torch, target),
             **zennit_methods(networks, x_torch, target, num_classes)}
-  print(f'{"comparison":48s} {"attribution":>23s} {"relevance":>23s}  {"sum per image (ours)"}')
+  print(f'{"comparison":48s} {"attribution":>23s} {"relevance":>23s}  {"LRP: sum per image (ours)"}')
   print(f'{"":48s} {"max rel":>11s} {"rel L2":>11s} {"max rel":>11s} {"rel L2":>11s}')
   results = {}
   for name, run in theirs.items():
@@ -220,7 +220,8 @@ def main():
     gaps = [f(a, b) if a.shape == b.shape else float('nan')
             for a, b in ((got, reference), (relevance_of(got), relevance_of(reference)))
             for f in (relative_max, relative_l2)]
-    sums = ' '.join(f'{v:.4g}' for v in got.reshape(len(got), -1).sum(1)) if got.ndim == 4 else ''
+    sums = (' '.join(f'{v:.4g}' for v in got.reshape(len(got), -1).sum(1))
+            if name.partition('/')[0] in LRP_COMPOSITES else '')
     print(f'{name:48s} ' + ' '.join(f'{g:11.2e}' for g in gaps) + f'  {sums}')
   compare_settings(results)
 
