@@ -4,12 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from gestaltxai import saliency
 from gestaltxai.saliency import lrp
 from gestaltxai.saliency.full_gradient import fullgrad_terms
-from flax.traverse_util import flatten_dict
-
 from tests import numpy_lrp
 from tests.conftest import randomize_batch_stats
 from tests.test_saliency import torch_bicubic_reference
@@ -102,7 +101,7 @@ def test_residual_sum_splits_relevance_by_contribution():
 def torch_state_dict(variables):
   """Flax variables of a small ResNet -> PyTorch-named float64 arrays (OIHW kernels)."""
   state = {}
-  for (collection, *modules, leaf), value in flatten_dict(variables).items():
+  for (_, *modules, leaf), value in flatten_dict(variables).items():
     value = np.asarray(value, np.float64)
     *blocks, layer = [m.replace('_', '.') for m in modules]
     prefix = ''.join(f'{b}.' for b in blocks)
