@@ -203,7 +203,7 @@ def main():
         f'({pathlib.Path(zennit.__file__).parent}), jax {jax.__version__}, {np.dtype(dtype).name}')
   theirs = {**captum_methods(networks['reference'], x_torch, target),
             **zennit_methods(networks, x_torch, target, num_classes)}
-  print(f'{"comparison":48s} {"attribution":>23s} {"relevance":>23s}  {"LRP: sum per image (ours)"}')
+  print(f'{"comparison":48s} {"attribution":>23s} {"relevance":>23s}  LRP: sum per image (ours)')
   print(f'{"":48s} {"max rel":>11s} {"rel L2":>11s} {"max rel":>11s} {"rel L2":>11s}')
   results = {}
   for name, run in theirs.items():

@@ -55,8 +55,8 @@ class Bottleneck(nn.Module):
 
 
 def _torchvision_block(inplanes, planes, stride, downsample):
-  from torchvision.models.resnet import Bottleneck as TorchvisionBottleneck  # pylint: disable=import-outside-toplevel
-  block = TorchvisionBottleneck(inplanes, planes, 1, downsample)
+  from torchvision.models import resnet  # pylint: disable=import-outside-toplevel
+  block = resnet.Bottleneck(inplanes, planes, 1, downsample)
   block.conv1 = nn.Conv2d(inplanes, planes, 1, stride, bias=False)
   return block
 

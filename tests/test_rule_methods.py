@@ -106,7 +106,7 @@ def torch_state_dict(variables):
     *blocks, layer = [m.replace('_', '.') for m in modules]
     prefix = ''.join(f'{b}.' for b in blocks)
     if layer == 'fc':
-      state[f'fc.{"weight" if leaf == "kernel" else "bias"}'] = value.T if leaf == 'kernel' else value
+      state['fc.weight' if leaf == 'kernel' else 'fc.bias'] = value.T if leaf == 'kernel' else value
     elif leaf == 'kernel':
       conv = 'downsample.0' if layer == 'downsample' else layer
       state[f'{prefix}{conv}.weight'] = value.transpose(3, 2, 0, 1)
