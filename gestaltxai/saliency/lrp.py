@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -223,6 +224,8 @@ class Canonization:
   norm_sums: bool
 
 
+Canonize = Literal['reference', True, False]
+
 #: ``canonize`` value -> what it does (see the module docstring).
 CANONIZATIONS = {
     'reference': Canonization(fold_batchnorm=True, fold_keeps_eps=True, norm_sums=False),
@@ -239,7 +242,7 @@ PRESETS = {
 }
 
 
-def resolve_canonize(family: str, preset: str, canonize):
+def resolve_canonize(family: str, preset: str, canonize: Optional[Canonize]) -> Canonize:
   """The ``canonize`` a method of ``family`` runs: the explicit one, else its preset's."""
   if preset not in PRESETS:
     raise ValueError(f'preset must be one of {sorted(PRESETS)}; got {preset!r}')
@@ -252,7 +255,7 @@ def resolve_canonize(family: str, preset: str, canonize):
   return canonize
 
 
-def _canonized(rules: Rules, canonize, stabilizer: float) -> Rules:
+def _canonized(rules: Rules, canonize: Canonize, stabilizer: float) -> Rules:
   setting = CANONIZATIONS[canonize]
   return dataclasses.replace(
       rules, residual_sum=norm_sum_rule(stabilizer) if setting.norm_sums else jnp.add,
@@ -260,7 +263,7 @@ def _canonized(rules: Rules, canonize, stabilizer: float) -> Rules:
 
 
 @functools.lru_cache(maxsize=None)
-def lrp_composite(conv: str, flat_first: bool, canonize='reference',
+def lrp_composite(conv: str, flat_first: bool, canonize: Canonize = 'reference',
                   epsilon: float = DEFAULT_EPSILON,
                   stabilizer: float = DEFAULT_STABILIZER) -> Rules:
   """zennit's Epsilon{Plus, Alpha2Beta1}[Flat] composite as :class:`Rules`.
@@ -282,7 +285,7 @@ def lrp_composite(conv: str, flat_first: bool, canonize='reference',
 
 
 @functools.lru_cache(maxsize=None)
-def excitation_backprop_rules(canonize=False,
+def excitation_backprop_rules(canonize: Canonize = False,
                               stabilizer: float = DEFAULT_STABILIZER) -> Rules:
   """zennit's ``ExcitationBackprop``: ZPlus on every linear layer, Norm on average
   pools (and on sums, when canonized); ReLU and BatchNorm keep their gradients."""
@@ -293,8 +296,9 @@ def excitation_backprop_rules(canonize=False,
 
 
 def _composite_method(name, conv, flat_first):
-  def method(model, variables, x, target, *, key=None, preset='reference', canonize=None,
-             epsilon=DEFAULT_EPSILON, stabilizer=DEFAULT_STABILIZER):
+  def method(model, variables, x, target, *, key=None, preset: str = 'reference',
+             canonize: Optional[Canonize] = None, epsilon: float = DEFAULT_EPSILON,
+             stabilizer: float = DEFAULT_STABILIZER):
     del key
     rules = lrp_composite(conv, flat_first, resolve_canonize('lrp', preset, canonize),
                           float(epsilon), float(stabilizer))
@@ -316,8 +320,9 @@ lrp_epsilon_alpha2_beta1 = _composite_method('EpsilonAlpha2Beta1', 'alpha2_beta1
 lrp_epsilon_alpha2_beta1_flat = _composite_method('EpsilonAlpha2Beta1Flat', 'alpha2_beta1', True)
 
 
-def excitation_backprop(model, variables, x, target, *, key=None, preset='reference',
-                        canonize=None, stabilizer=DEFAULT_STABILIZER):
+def excitation_backprop(model, variables, x, target, *, key=None, preset: str = 'reference',
+                        canonize: Optional[Canonize] = None,
+                        stabilizer: float = DEFAULT_STABILIZER):
   """Excitation backprop (Zhang et al. 2016) as zennit's composite, (B, H, W, 3).
 
   ``preset`` 'reference' (default: no canonizer, as the reference ran it) or
