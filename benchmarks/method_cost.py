@@ -117,7 +117,7 @@ def captum_runner(state_dict, method: str, batch: int, images_per_pass: int, thr
   from captum import attr  # pylint: disable=import-outside-toplevel
   from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(threads)
-  model = from_state_dict(state_dict, 'captum')
+  model = from_state_dict(state_dict, 'reference')
   x = torch.randn(batch, 3, 224, 224) * 50
   target = [TARGET_CLASS] * batch
   per_pass = max(1, images_per_pass // batch)  # steps, samples or windows per pass

@@ -3,22 +3,30 @@
     python -m benchmarks.parity [--weights resnet50_ft_weight.pkl] [--images DIR]
 
 Needs torch, captum and zennit (not dependencies of gestaltxai). Prints, per
-method, the largest absolute difference relative to the largest reference
-value, for the raw attribution and for the relevance map. Without
---weights the network has random weights with non-trivial BatchNorm.
---float64 runs both sides in double precision, which separates semantic
-differences from float32 rounding (deep ReLU networks amplify the latter).
+comparison, max |ours - theirs| / max |theirs| and ||ours - theirs|| / ||theirs||,
+for the raw attribution and for the relevance map, and the sum of each of
+our LRP maps. Without --weights the network has random weights with
+non-trivial BatchNorm. --float64 runs both sides in double precision, which
+separates semantic differences from float32 rounding (deep ReLU networks
+amplify the latter). Run with zennit 0.5.0 first on PYTHONPATH to check the
+reference's pinned version.
 
-zennit 0.5.1 (PyPI) merges BatchNorm into the convolution but leaves the
-BatchNorm computing x / sqrt(1 + eps) instead of the identity; zennit 1.0
-sets eps to 0, which PyTorch 2.11+ rejects. ``ExactResNetCanonizer`` gives
-1.0's exact merge on either (running_var = 1 - eps).
+The PyTorch side is the reference's own network class (Captum, zennit
+without a canonizer, and ``canonize='reference'``: zennit's
+``ResNetCanonizer`` there merges BatchNorms and leaves residual sums plain)
+or, for ``canonize=True``, a torchvision-class network, on which the
+canonizer also gives each residual sum the Norm rule. zennit 0.5 merges
+BatchNorm into the convolution but leaves the BatchNorm computing
+x / sqrt(1 + eps), which ``canonize='reference'`` reproduces; for the
+conserving setting ``ExactResNetCanonizer`` gives zennit 1.0's exact merge
+(running_var = 1 - eps), as 1.0's own (eps = 0) fails on PyTorch 2.11+.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+from importlib.metadata import version
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +38,7 @@ from benchmarks.torch_vggface2 import from_state_dict
 from gestaltxai import saliency
 from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR
 from gestaltxai.models import ResNet50, load_vggface2, port_vggface2, random_vggface2_state_dict
+from gestaltxai.saliency import lrp
 
 DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/fairface400/train'
 
@@ -73,10 +82,33 @@ def exact_resnet_canonizer():
   return ExactResNetCanonizer()
 
 
-def zennit_methods(model, canonized_model, x, target, num_classes):
+LRP_COMPOSITES = {  # our method -> zennit composite
+    'lrp_epsilon_plus': 'EpsilonPlus', 'lrp_epsilon_plus_flat': 'EpsilonPlusFlat',
+    'lrp_epsilon_alpha2_beta1': 'EpsilonAlpha2Beta1',
+    'lrp_epsilon_alpha2_beta1_flat': 'EpsilonAlpha2Beta1Flat',
+    'excitation_backprop': 'ExcitationBackprop'}
+
+def resnet_canonizer():
+  """zennit's ResNetCanonizer as the reference script builds it."""
+  from zennit.torchvision import ResNetCanonizer  # pylint: disable=import-outside-toplevel
+  return ResNetCanonizer()
+
+
+# Our canonize value -> (network flavour, zennit canonizers) that it reproduces:
+# the reference's network with its canonizer (merge only), the torchvision-class
+# network with the exact merge and Norm-rule sums, and no canonizer.
+CANONIZE_COUNTERPARTS = {
+    'reference': ('reference', lambda: [resnet_canonizer()]),
+    True: ('torchvision', lambda: [exact_resnet_canonizer()]),
+    False: ('reference', list),
+}
+CANONIZE_NAMES = {str(value): value for value in CANONIZE_COUNTERPARTS}
+
+
+def zennit_methods(networks, x, target, num_classes):
   """name -> torch attribution, zennit as the reference pipeline calls it."""
   from zennit import attribution, composites  # pylint: disable=import-outside-toplevel
-  onehot = torch.eye(num_classes, dtype=x.dtype)[target]
+  onehot = torch.eye(num_classes, dtype=x.dtype)[target.tolist()]
 
   def run(attributor_cls, net, **kw):
     def go():
@@ -84,19 +116,16 @@ def zennit_methods(model, canonized_model, x, target, num_classes):
         return attributor(x, onehot)[1]
     return go
 
-  lrp = {name: getattr(composites, cls) for name, cls in (
-      ('lrp_epsilon_plus', 'EpsilonPlus'), ('lrp_epsilon_plus_flat', 'EpsilonPlusFlat'),
-      ('lrp_epsilon_alpha2_beta1', 'EpsilonAlpha2Beta1'),
-      ('lrp_epsilon_alpha2_beta1_flat', 'EpsilonAlpha2Beta1Flat'),
-      ('excitation_backprop', 'ExcitationBackprop'))}
   methods = {
-      'gradient': run(attribution.Gradient, model),
-      'integrated_gradients': run(attribution.IntegratedGradients, model, n_iter=20),
+      'gradient': run(attribution.Gradient, networks['reference']),
+      'integrated_gradients': run(attribution.IntegratedGradients, networks['reference'],
+                                  n_iter=20),
   }
-  for name, composite in lrp.items():
-    methods[f'{name}/canonize=False'] = run(attribution.Gradient, model, composite=composite())
-    methods[f'{name}'] = run(attribution.Gradient, canonized_model,
-                             composite=composite(canonizers=[exact_resnet_canonizer()]))
+  for name, composite_name in LRP_COMPOSITES.items():
+    composite = getattr(composites, composite_name)
+    for canonize, (flavour, canonizers) in CANONIZE_COUNTERPARTS.items():
+      methods[f'{name}/canonize={canonize}'] = run(
+          attribution.Gradient, networks[flavour], composite=composite(canonizers=canonizers()))
   return methods
 
 
@@ -108,9 +137,10 @@ OURS = {  # comparison name -> (our method, options)
 
 
 def ours(name, model, variables, x, target):
-  method, options = OURS.get(name, (name.split('/')[0], {}))
-  if name.endswith('canonize=False'):
-    options = dict(options, canonize=False)
+  method, _, setting = name.partition('/')
+  method, options = OURS.get(name, (method, {}))
+  if setting.startswith('canonize='):
+    options = dict(options, canonize=CANONIZE_NAMES[setting.split('=')[1]])
   if name == 'occlusion':
     x, target = x[:1], target[:1]
   return np.asarray(saliency.attribute(method, model, variables, x, target, **options))
@@ -121,7 +151,8 @@ def to_nhwc(a):
   return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
 
 
-def relative(a, b):
+def relative_max(a, b):
+  """max |a - b| / max |b|."""
   return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
@@ -160,8 +191,13 @@ def region_parity(args, model, variables, torch_model, dtype, torch_dtype):
     ours_ = np.asarray(saliency.attribute(name, model, variables, jnp.asarray(images),
                                           jnp.asarray(target), regions=labels,
                                           num_regions=num_regions))
-    print(f'{name:44s} {relative(ours_, theirs):12.2e} {"(regions)":>12s}   '
+    print(f'{name:44s} {relative_max(ours_, theirs):12.2e} {"(regions)":>12s}   '
           f'ours {np.round(ours_[:, 1:], 4).tolist()}')
+
+
+def relative_l2(a, b):
+  """||a - b|| / ||b||."""
+  return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
 def main():
@@ -193,28 +229,57 @@ def main():
   x_jax = jnp.asarray(images)
   target = np.asarray(saliency.predict(model, variables, x_jax))
   torch_dtype = torch.float64 if args.float64 else torch.float32
-  torch_model = from_state_dict(state, 'captum', dtype=torch_dtype)
-  canonized_model = from_state_dict(state, 'torchvision', dtype=torch_dtype)
+  networks = {flavour: from_state_dict(state, flavour, dtype=torch_dtype)
+              for flavour in ('reference', 'torchvision')}
   x_torch = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).requires_grad_()
 
-  theirs = {**captum_methods(torch_model, x_torch, target),
-            **zennit_methods(torch_model, canonized_model, x_torch, target, num_classes)}
-  print(f'{"comparison":44s} {"attribution":>12s} {"relevance":>12s}')
+  import zennit  # pylint: disable=import-outside-toplevel
+  print(f'torch {torch.__version__}, captum {version("captum")}, zennit {version("zennit")} '
+        f'({pathlib.Path(zennit.__file__).parent}), jax {jax.__version__}, {np.dtype(dtype).name}')
+  theirs = {**captum_methods(networks['reference'], x_torch, target),
+            **zennit_methods(networks, x_torch, target, num_classes)}
+  print(f'{"comparison":48s} {"attribution":>23s} {"relevance":>23s}  LRP: sum per image (ours)')
+  print(f'{"":48s} {"max rel":>11s} {"rel L2":>11s} {"max rel":>11s} {"rel L2":>11s}')
+  results = {}
   for name, run in theirs.items():
     if (args.only and name not in args.only) or name in args.skip:
       continue
     try:
       reference = to_nhwc(run())
     except Exception as err:  # pylint: disable=broad-except
-      print(f'{name:44s} reference failed: {type(err).__name__}: {str(err)[:60]}')
+      print(f'{name:48s} reference failed: {type(err).__name__}: {str(err)[:60]}')
       continue
-    got = ours(name, model, variables, x_jax, jnp.asarray(target))
+    got = results[name] = ours(name, model, variables, x_jax, jnp.asarray(target))
     if name == 'layer_deeplift':  # the reference's relevance: sum_c |upsampled channel|
       reference = np.abs(reference).sum(-1)
-    rel = lambda a: np.abs(a).sum(-1) if a.ndim == 4 else np.abs(a)
-    print(f'{name:44s} {relative(got, reference) if got.shape == reference.shape else float("nan"):12.2e} '
-          f'{relative(rel(got), rel(reference)):12.2e}')
+    gaps = [f(a, b) if a.shape == b.shape else float('nan')
+            for a, b in ((got, reference), (relevance_of(got), relevance_of(reference)))
+            for f in (relative_max, relative_l2)]
+    sums = (' '.join(f'{v:.4g}' for v in got.reshape(len(got), -1).sum(1))
+            if name.partition('/')[0] in LRP_COMPOSITES else '')
+    print(f'{name:48s} ' + ' '.join(f'{g:11.2e}' for g in gaps) + f'  {sums}')
   region_parity(args, model, variables, torch_model, dtype, torch_dtype)
+  compare_settings(results)
+
+
+def relevance_of(a):
+  return np.abs(a).sum(-1) if a.ndim == 4 else np.abs(a)
+
+
+def compare_settings(results):
+  """Our two presets against each other: shape (correlation) and scale of the maps."""
+  for name in LRP_COMPOSITES:
+    family = name if name in lrp.PRESETS['reference'] else 'lrp'
+    settings = [lrp.PRESETS[preset][family] for preset in ('reference', 'conserving')]
+    pair = [results.get(f'{name}/canonize={setting}') for setting in settings]
+    if pair[0] is None or pair[1] is None:
+      continue
+    maps = [relevance_of(a).reshape(len(a), -1) for a in pair]
+    correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(*maps)]
+    scale = [a.sum() / b.sum() for a, b in zip(*(a.reshape(len(a), -1) for a in pair))]
+    print(f'{name}: preset reference (canonize={settings[0]}) vs conserving, relevance '
+          f'correlation {" ".join(f"{c:.4f}" for c in correlation)}; ratio of attribution '
+          f'sums {" ".join(f"{r:.5g}" for r in scale)}')
 
 
 if __name__ == '__main__':

@@ -73,7 +73,7 @@ def torch_step_seconds(config, repeats: int) -> float:
   from tests.numpy_reference import random_state_dict  # pylint: disable=import-outside-toplevel
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   model = from_state_dict(random_state_dict(np.random.default_rng(0), NUM_CLASSES),
-                          'captum', device=device).train()
+                          'reference', device=device).train()
   head = list(model.fc.parameters())
   body = [p for n, p in model.named_parameters() if not n.startswith('fc.')]
   optimizer = torch.optim.SGD([{'params': body}, {'params': head, 'lr': 10 * config.learning_rate}],

@@ -4,10 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 
 from gestaltxai import saliency
 from gestaltxai.saliency import lrp
 from gestaltxai.saliency.full_gradient import fullgrad_terms
+from tests import numpy_lrp
 from tests.conftest import randomize_batch_stats
 from tests.test_saliency import torch_bicubic_reference
 from tests.toy_models import ConvNoPool, TwoLayer
@@ -80,7 +82,8 @@ def test_lrp_conserves_relevance_exactly_on_a_bias_free_network(method):
   x = jax.random.normal(jax.random.PRNGKey(3), (3, 12, 12, 3))
   variables = bias_free(randomize_batch_stats(model.init(jax.random.PRNGKey(1), x),
                                               jax.random.PRNGKey(2)))
-  relevance = saliency.attribute(method, model, variables, x, jnp.array([1, 3, 0]))
+  relevance = saliency.attribute(method, model, variables, x, jnp.array([1, 3, 0]),
+                                 preset='conserving')
   np.testing.assert_allclose(np.asarray(relevance).sum(axis=(1, 2, 3)), 1.0, rtol=1e-4)
 
 
@@ -95,17 +98,108 @@ def test_residual_sum_splits_relevance_by_contribution():
   np.testing.assert_allclose(r_b, [[1.5, 2.0, 0.0]], rtol=1e-5)
 
 
-@pytest.mark.parametrize('method', LRP_METHODS)
-def test_lrp_nearly_conserves_on_a_bias_free_resnet(method):
-  """In a ResNet some z+/z- denominators vanish on sparse ReLU inputs, which drops a
-  little relevance (zennit does the same): the total stays within a few percent."""
+def torch_state_dict(variables):
+  """Flax variables of a small ResNet -> PyTorch-named float64 arrays (OIHW kernels)."""
+  state = {}
+  for (_, *modules, leaf), value in flatten_dict(variables).items():
+    value = np.asarray(value, np.float64)
+    *blocks, layer = [m.replace('_', '.') for m in modules]
+    prefix = ''.join(f'{b}.' for b in blocks)
+    if layer == 'fc':
+      state['fc.weight' if leaf == 'kernel' else 'fc.bias'] = value.T if leaf == 'kernel' else value
+    elif leaf == 'kernel':
+      conv = 'downsample.0' if layer == 'downsample' else layer
+      state[f'{prefix}{conv}.weight'] = value.transpose(3, 2, 0, 1)
+    else:
+      bn = 'downsample.1' if layer == 'downsample' else layer.replace('conv', 'bn')
+      name = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}
+      state[f'{prefix}{bn}.{name[leaf]}'] = value
+  return state
+
+
+@pytest.fixture(scope='module')
+def lrp_resnet():
+  """A two-block bottleneck ResNet, wide enough that z+ rarely drops relevance."""
   from gestaltxai.models import ResNet
   model = ResNet(num_classes=5, stage_sizes=(1, 1), width=16, pool_window=None)
-  variables = bias_free(randomize_batch_stats(
-      model.init(jax.random.PRNGKey(1), jnp.zeros((1, 32, 32, 3))), jax.random.PRNGKey(2)))
+  # Jitted, init takes half the time it takes op by op.
+  variables = jax.jit(model.init)(jax.random.PRNGKey(1), jnp.zeros((1, 32, 32, 3)))
+  variables = randomize_batch_stats(variables, jax.random.PRNGKey(2))
   x = jax.random.normal(jax.random.PRNGKey(3), (2, 32, 32, 3))
-  relevance = saliency.attribute(method, model, variables, x, jnp.array([1, 3]))
-  np.testing.assert_allclose(np.asarray(relevance).sum(axis=(1, 2, 3)), 1.0, rtol=0.05)
+  return model, variables, x, np.array([1, 3])
+
+
+# Options of each setting; the conservation test below uses the same ones, so
+# the compiled methods are shared. Defaults are the reference pipeline's: LRP
+# with canonize='reference', excitation backprop without a canonizer.
+REFERENCE_OPTIONS = {'excitation_backprop': {'canonize': 'reference'}}
+CONSERVING = {'preset': 'conserving'}
+SETTING_CASES = [
+    *((method, {}, 'reference') for method in LRP_METHODS[:4]),
+    ('excitation_backprop', {}, False),
+    ('excitation_backprop', REFERENCE_OPTIONS['excitation_backprop'], 'reference'),
+    ('lrp_epsilon_plus_flat', CONSERVING, True),
+]
+# float32 against float64 differs by about 5e-7; what zennit 0.5's merge leaves
+# (1/sqrt(1 + eps) per BatchNorm) moves these maps by 1e-5 and more.
+NUMPY_TOLERANCE = 2e-6
+
+
+@pytest.mark.parametrize('method, options, setting', SETTING_CASES)
+def test_lrp_settings_match_a_numpy_transcription(lrp_resnet, method, options, setting):
+  """Each canonizer setting and preset against float64 NumPy, with non-trivial
+  BatchNorm and biases; where zennit 0.5's eps is kept, the comparison sees it."""
+  model, variables, x, target = lrp_resnet
+  got = np.asarray(saliency.attribute(method, model, variables, x, jnp.asarray(target),
+                                      **options))
+
+  def error(numpy_setting):
+    expected = numpy_lrp.lrp(torch_state_dict(variables),
+                             np.asarray(x, np.float64).transpose(0, 3, 1, 2), target,
+                             method.removeprefix('lrp_'), numpy_setting, model.stage_sizes)
+    expected = expected.transpose(0, 2, 3, 1)
+    return np.linalg.norm(got - expected) / np.linalg.norm(expected)
+
+  numpy_setting = numpy_lrp.SETTINGS[setting]
+  assert error(numpy_setting) < NUMPY_TOLERANCE
+  if numpy_setting.keep_eps:
+    assert error(numpy_setting._replace(keep_eps=False)) > 4 * NUMPY_TOLERANCE
+
+
+@pytest.mark.parametrize('method', LRP_METHODS)
+@pytest.mark.parametrize('setting', ['reference', 'conserving'])
+def test_lrp_conserves_only_with_norm_rule_sums_on_a_bias_free_resnet(lrp_resnet, method,
+                                                                       setting):
+  """The Norm rule at residual sums conserves relevance; the reference's plain sums
+  hand it whole to both branches, so it doubles at each of the two blocks.
+
+  Some z+/z- denominators vanish on sparse ReLU inputs, which drops a little
+  relevance (zennit does the same): the totals hold within a few percent.
+  """
+  model, variables, x, target = lrp_resnet
+  options = CONSERVING if setting == 'conserving' else REFERENCE_OPTIONS.get(method, {})
+  relevance = saliency.attribute(method, model, bias_free(variables), x, jnp.asarray(target),
+                                 **options)
+  blocks = sum(model.stage_sizes)
+  expected = 1.0 if setting == 'conserving' else 2.0**blocks
+  np.testing.assert_allclose(np.asarray(relevance).sum(axis=(1, 2, 3)), expected, rtol=0.05)
+
+
+def test_canonize_and_preset_refuse_unknown_values(tiny_resnet):
+  model, variables = tiny_resnet
+  x = jnp.zeros((1, 32, 32, 3))
+  for value in ('yes', 'Reference', 1, 0.0):
+    with pytest.raises(ValueError, match=r"canonize must be 'reference'.*True.*False"):
+      saliency.attribute('lrp_epsilon_plus', model, variables, x, jnp.array([0]), canonize=value)
+  with pytest.raises(ValueError, match=r"preset must be one of \['conserving', 'reference'\]"):
+    saliency.attribute('excitation_backprop', model, variables, x, jnp.array([0]),
+                       preset='zennit')
+
+
+def test_explicit_canonize_overrides_the_preset():
+  assert lrp.resolve_canonize('lrp', 'conserving', 'reference') == 'reference'
+  assert lrp.resolve_canonize('excitation_backprop', 'reference', True) is True
+  assert lrp.resolve_canonize('lrp', 'conserving', None) is True
 
 
 def test_uncanonized_batchnorm_passes_relevance_unchanged(two_layer):
@@ -114,7 +208,7 @@ def test_uncanonized_batchnorm_passes_relevance_unchanged(two_layer):
   x = jax.random.normal(jax.random.PRNGKey(3), (2, 12, 12, 3))
   variables = randomize_batch_stats(model.init(jax.random.PRNGKey(1), x), jax.random.PRNGKey(2))
   target = jnp.array([1, 2])
-  folded = saliency.attribute('lrp_epsilon_plus', model, variables, x, target)
+  folded = saliency.attribute('lrp_epsilon_plus', model, variables, x, target, canonize=True)
   unfolded = saliency.attribute('lrp_epsilon_plus', model, variables, x, target, canonize=False)
   assert np.isfinite(np.asarray(unfolded)).all()
   assert not np.allclose(folded, unfolded)
@@ -126,7 +220,7 @@ def test_uncanonized_batchnorm_passes_relevance_unchanged(two_layer):
     return jnp.zeros_like(leaf) if name in ('mean',) or (name == 'bias' and 'fc' not in str(path)) else leaf
   plain = jax.tree_util.tree_map_with_path(identity, variables)
   np.testing.assert_allclose(
-      saliency.attribute('lrp_epsilon_plus', model, plain, x, target),
+      saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=True),
       saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=False),
       rtol=1e-4, atol=1e-8)
 
@@ -224,7 +318,8 @@ def test_rule_methods_on_the_full_resnet50(resnet50, faces224):
   model, variables = resnet50
   x = faces224[:1]
   target = jnp.array([4])
-  relevance = saliency.attribute('LRP-EpsilonPlusFlat', model, bias_free(variables), x, target)
+  relevance = saliency.attribute('LRP-EpsilonPlusFlat', model, bias_free(variables), x, target,
+                                 preset='conserving')
   print('LRP-EpsilonPlusFlat relevance total, bias-free ResNet-50:', float(np.asarray(relevance).sum()))
   assert float(np.asarray(relevance).sum()) == pytest.approx(1.0, rel=1e-3)
   attribution = saliency.attribute('deeplift', model, variables, x, target)

@@ -19,7 +19,8 @@ The module follows all three levels of the saliency contract
   ``default_layer``).
 * ``rules`` (:class:`~gestaltxai.models.rules.Rules`) decides what the
   backward pass of every activation, linear layer, residual sum and pool
-  computes; forward values never change (``routes_rules``).
+  computes; forward values never change (``routes_rules``), except by the
+  1/sqrt(1 + eps) per BatchNorm that ``fold_keeps_eps`` keeps to reproduce zennit 0.5.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ class ConvBN(nn.Module):
     shift = shift.astype(self.dtype)
     if self.rules.fold_batchnorm:
       out = rule(self._conv, x, kernel * gain, shift)
+      if self.rules.fold_keeps_eps:  # zennit 0.5's merge leaves the BatchNorm's eps behind
+        leftover = jnp.full((n,), 1.0 / math.sqrt(1.0 + BATCHNORM_EPS), self.dtype)
+        out = self.rules.batchnorm(out, leftover, jnp.zeros((n,), self.dtype))
     else:
       out = self.rules.batchnorm(rule(self._conv, x, kernel, None), gain.astype(self.dtype), shift)
     return probe_bias_output(self, out, shift)

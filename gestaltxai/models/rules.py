@@ -60,6 +60,10 @@ class Rules:
       it, so the linear rule sees one affine layer (zennit's canonizers).
     probe_biases: expose each biased layer's output and effective bias
       (FullGrad; see :func:`gestaltxai.models.resnet.probe_bias_output`).
+    fold_keeps_eps: what zennit 0.5's merge leaves of a folded BatchNorm:
+      mean 0, variance 1, gain 1, shift 0 but its eps kept, so it still
+      divides by sqrt(1 + eps), through the ``batchnorm`` rule. Off, the
+      fold is exact (zennit 1.0).
   """
 
   activation: Callable[[Array], Array] = jax.nn.relu
@@ -72,6 +76,7 @@ class Rules:
   batchnorm: Callable[[Array, Array, Array], Array] = plain_batchnorm
   fold_batchnorm: bool = False
   probe_biases: bool = False
+  fold_keeps_eps: bool = False
 
   @property
   def first_layer(self) -> LinearRule:

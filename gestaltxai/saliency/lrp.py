@@ -1,30 +1,47 @@
-"""Layer-wise relevance propagation: zennit 1.0's rules and composites in JAX.
+"""Layer-wise relevance propagation: zennit's rules and composites in JAX.
 
 A rule is a ``jax.custom_vjp`` whose forward value is the layer's own and
 whose backward maps the relevance R arriving at the layer's output to the
 relevance at its input; the cotangent that flows is relevance, as in
 zennit's hooks. The explained output starts with R = 1 at the target class
-(the reference's one-hot ``attr_output``), so the input relevance sums to
-about 1, less what biases and stabilisers absorb.
+(the reference's one-hot ``attr_output``).
 
 Composites (zennit ``EpsilonPlus``, ``EpsilonPlusFlat``,
 ``EpsilonAlpha2Beta1``, ``EpsilonAlpha2Beta1Flat``, ``ExcitationBackprop``)
-are :class:`~gestaltxai.models.rules.Rules` values. With ``canonize=True``
-(zennit's ``ResNetCanonizer``) each BatchNorm is folded into the convolution
-before it and each residual sum gets the Norm rule: relevance splits between
-the branches in proportion to their contributions. Without it BatchNorm
-passes relevance unchanged (LRP composites) or by its gradient (excitation
-backprop), and the residual sum by its gradient.
+are :class:`~gestaltxai.models.rules.Rules` values. Rules of the base layer
+map: ReLU Pass (relevance passes unchanged), average pool Norm, max pool the
+gradient. Convolutions get ZPlus or AlphaBeta(2, 1), dense layers Epsilon;
+the Flat variants give the first layer (the stem convolution) the Flat rule.
 
-Rules of the base layer map: ReLU Pass (relevance passes unchanged), average
-pool Norm, max pool the gradient. Convolutions get ZPlus or AlphaBeta(2, 1),
-dense layers Epsilon; the Flat variants give the first layer (the stem
-convolution) the Flat rule.
+What zennit's ``ResNetCanonizer`` does to the network is the option
+``canonize`` (:data:`CANONIZATIONS`), and which one a method uses by default
+is its ``preset`` (:data:`PRESETS`):
+
+* ``'reference'``: what the reference pipeline computed. Its network defines
+  its own bottleneck class, and zennit's canonizer rewrites only
+  torchvision's, so each BatchNorm is merged into the convolution before it
+  (zennit 0.5's sequential merge, which leaves the BatchNorm dividing by
+  sqrt(1 + eps), eps 1e-5) and each residual sum stays a plain sum: its
+  backward hands the whole relevance to both branches, so relevance doubles
+  at every block (maps sum to about 2^16 = 65,536 on ResNet-50, not 1).
+* ``True``: the conserving canonizer zennit applies to torchvision's
+  bottleneck: the exact merge (zennit 1.0) and the Norm rule at each
+  residual sum, relevance split in proportion to the branches'
+  contributions; maps sum to about 1, less what biases absorb.
+* ``False``: no canonizer. BatchNorm passes relevance unchanged (LRP
+  composites) or by its gradient (excitation backprop); sums are plain, so
+  relevance doubles here too. The reference ran excitation backprop this way.
+
+``preset='reference'`` (the default) picks what the reference ran for each
+method; ``preset='conserving'`` picks ``canonize=True``; an explicit
+``canonize`` overrides the preset.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +49,7 @@ import jax.numpy as jnp
 from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules, plain_batchnorm
 from gestaltxai.saliency.core import input_gradient
-from gestaltxai.saliency.registry import method
+from gestaltxai.saliency.registry import method, one_of
 
 #: zennit's defaults for epsilon and for every rule's stabiliser.
 DEFAULT_EPSILON = 1e-6
@@ -192,8 +209,63 @@ def norm_pool_rule(stabilizer: float = DEFAULT_STABILIZER):
   return norm_pool
 
 
+@dataclasses.dataclass(frozen=True)
+class Canonization:
+  """What a zennit canonizer does to the network.
+
+  Attributes:
+    fold_batchnorm: merge each BatchNorm into the convolution before it.
+    fold_keeps_eps: the merged BatchNorm still divides by sqrt(1 + eps)
+      (zennit 0.5's merge; its backward is the composite's BatchNorm rule).
+    norm_sums: residual sums get the Norm rule (zennit's ``Sum`` module);
+      otherwise they are plain sums, whose backward is their gradient.
+  """
+
+  fold_batchnorm: bool
+  fold_keeps_eps: bool
+  norm_sums: bool
+
+
+Canonize = Literal['reference', True, False]
+
+#: ``canonize`` value -> what it does (see the module docstring).
+CANONIZATIONS = {
+    'reference': Canonization(fold_batchnorm=True, fold_keeps_eps=True, norm_sums=False),
+    True: Canonization(fold_batchnorm=True, fold_keeps_eps=False, norm_sums=True),
+    False: Canonization(fold_batchnorm=False, fold_keeps_eps=False, norm_sums=False),
+}
+
+#: preset -> ``canonize`` of the LRP composites and of excitation backprop. The
+#: reference gave the LRP composites ``ResNetCanonizer()`` and excitation
+#: backprop no canonizer.
+PRESETS = {
+    'reference': {'lrp': 'reference', 'excitation_backprop': False},
+    'conserving': {'lrp': True, 'excitation_backprop': True},
+}
+
+
+def resolve_canonize(family: str, preset: str, canonize: Optional[Canonize]) -> Canonize:
+  """The ``canonize`` a method of ``family`` runs: the explicit one, else its preset's."""
+  if preset not in PRESETS:
+    raise ValueError(f'preset must be one of {sorted(PRESETS)}; got {preset!r}')
+  if canonize is None:
+    return PRESETS[preset][family]
+  if not (isinstance(canonize, bool) or (isinstance(canonize, str) and canonize == 'reference')):
+    raise ValueError("canonize must be 'reference' (zennit 0.5's BatchNorm merge, plain "
+                     'residual sums), True (exact merge, Norm-rule sums) or False (no '
+                     f'canonizer), or None for the preset\'s; got {canonize!r}')
+  return canonize
+
+
+def _canonized(rules: Rules, canonize: Canonize, stabilizer: float) -> Rules:
+  setting = CANONIZATIONS[canonize]
+  return dataclasses.replace(
+      rules, residual_sum=norm_sum_rule(stabilizer) if setting.norm_sums else jnp.add,
+      fold_batchnorm=setting.fold_batchnorm, fold_keeps_eps=setting.fold_keeps_eps)
+
+
 @functools.lru_cache(maxsize=None)
-def lrp_composite(conv: str, flat_first: bool, canonize: bool = True,
+def lrp_composite(conv: str, flat_first: bool, canonize: Canonize = 'reference',
                   epsilon: float = DEFAULT_EPSILON,
                   stabilizer: float = DEFAULT_STABILIZER) -> Rules:
   """zennit's Epsilon{Plus, Alpha2Beta1}[Flat] composite as :class:`Rules`.
@@ -201,46 +273,61 @@ def lrp_composite(conv: str, flat_first: bool, canonize: bool = True,
   Args:
     conv: 'zplus' or 'alpha2_beta1', the rule of convolutions.
     flat_first: the Flat rule for the first layer.
-    canonize: fold BatchNorm and Norm-split residual sums (ResNet canonizer).
+    canonize: a key of :data:`CANONIZATIONS`.
   """
   conv_rules = {'zplus': lambda: zplus_rule(stabilizer),
                 'alpha2_beta1': lambda: alpha_beta_rule(2.0, 1.0, stabilizer)}
-  return Rules(
+  return _canonized(Rules(
       activation=pass_relu,
       conv=conv_rules[conv](),
       dense=epsilon_rule(epsilon),
       first=flat_rule(stabilizer) if flat_first else None,
-      residual_sum=norm_sum_rule(stabilizer) if canonize else jnp.add,
       average_pool=norm_pool_rule(stabilizer),
-      batchnorm=pass_batchnorm,
-      fold_batchnorm=canonize)
+      batchnorm=pass_batchnorm), canonize, stabilizer)
 
 
 @functools.lru_cache(maxsize=None)
-def excitation_backprop_rules(canonize: bool = True,
+def excitation_backprop_rules(canonize: Canonize = False,
                               stabilizer: float = DEFAULT_STABILIZER) -> Rules:
-  """zennit's ``ExcitationBackprop``: ZPlus on every linear layer, Norm on sums and
-  average pools; ReLU and (unfolded) BatchNorm keep their gradients."""
-  return Rules(
+  """zennit's ``ExcitationBackprop``: ZPlus on every linear layer, Norm on average
+  pools (and on sums, when canonized); ReLU and BatchNorm keep their gradients."""
+  return _canonized(Rules(
       conv=zplus_rule(stabilizer),
       dense=zplus_rule(stabilizer),
-      residual_sum=norm_sum_rule(stabilizer) if canonize else jnp.add,
-      average_pool=norm_pool_rule(stabilizer),
-      fold_batchnorm=canonize)
+      average_pool=norm_pool_rule(stabilizer)), canonize, stabilizer)
+
+
+def _check_canonize(name: str, value) -> None:
+  if value is not None and value not in CANONIZATIONS:
+    resolve_canonize('lrp', 'reference', value)  # raises, naming the allowed values
+
+
+#: Option checks of every LRP-family method, before anything is traced.
+_CHECKS = {'preset': one_of(PRESETS), 'canonize': _check_canonize}
+#: Passes per image: the backward of z+ (and of the Flat first layer) re-runs each
+#: convolution on its positive and negative parts, about two backward passes (XLA counts
+#: 2.5 gradients of FLOPs for EpsilonPlusFlat); alpha-beta does that for both signs.
+_CONV_RULE_COST = {'zplus': (1, 2), 'alpha2_beta1': (1, 4)}
 
 
 def _composite_method(name, reference_name, zennit_name, conv, flat_first):
-  def composite(model, variables, x, target, *, key=None, canonize=True, epsilon=DEFAULT_EPSILON,
-                stabilizer=DEFAULT_STABILIZER):
+  def composite(model, variables, x, target, *, key=None, preset: str = 'reference',
+                canonize: Optional[Canonize] = None, epsilon: float = DEFAULT_EPSILON,
+                stabilizer: float = DEFAULT_STABILIZER):
     del key
-    rules = lrp_composite(conv, flat_first, canonize, float(epsilon), float(stabilizer))
+    rules = lrp_composite(conv, flat_first, resolve_canonize('lrp', preset, canonize),
+                          float(epsilon), float(stabilizer))
     return input_gradient(model.with_rules(rules), variables, x, target)
 
   composite.__name__ = name
-  composite.__doc__ = (f'zennit ``{zennit_name}`` relevance at the input, (B, H, W, 3). Cost: 1 '
-                       'forward + 1 backward (the rules re-run each linear map in the backward '
-                       'pass).')
-  return method(name, reference_name, needs=(Capability.RULES,), cost=(1, 1))(composite)
+  composite.__doc__ = (
+      f'zennit ``{zennit_name}`` relevance at the input, (B, H, W, 3). ``preset`` '
+      "'reference' (default: ``canonize='reference'``, as the reference ran it) or "
+      "'conserving' (``canonize=True``); ``canonize`` overrides it (see the module "
+      'docstring). Cost: 1 forward and a backward that re-runs each linear map with its '
+      'rule.')
+  return method(name, reference_name, needs=(Capability.RULES,), cost=_CONV_RULE_COST[conv],
+                checks=_CHECKS)(composite)
 
 
 lrp_epsilon_plus = _composite_method('lrp_epsilon_plus', 'LRP-EpsilonPlus', 'EpsilonPlus', 'zplus',
@@ -254,10 +341,17 @@ lrp_epsilon_alpha2_beta1_flat = _composite_method(
     'alpha2_beta1', True)
 
 
-@method('excitation_backprop', 'ExcitationBackprop', needs=(Capability.RULES,), cost=(1, 1))
-def excitation_backprop(model, variables, x, target, *, key=None, canonize=True,
-                        stabilizer=DEFAULT_STABILIZER):
-  """Excitation backprop (Zhang et al. 2016) as zennit's composite, (B, H, W, 3)."""
+@method('excitation_backprop', 'ExcitationBackprop', needs=(Capability.RULES,),
+        cost=_CONV_RULE_COST['zplus'], checks=_CHECKS)
+def excitation_backprop(model, variables, x, target, *, key=None, preset: str = 'reference',
+                        canonize: Optional[Canonize] = None,
+                        stabilizer: float = DEFAULT_STABILIZER):
+  """Excitation backprop (Zhang et al. 2016) as zennit's composite, (B, H, W, 3).
+
+  ``preset`` 'reference' (default: no canonizer, as the reference ran it) or
+  'conserving' (``canonize=True``); ``canonize`` overrides it.
+  """
   del key
-  rules = excitation_backprop_rules(canonize, float(stabilizer))
+  rules = excitation_backprop_rules(resolve_canonize('excitation_backprop', preset, canonize),
+                                    float(stabilizer))
   return input_gradient(model.with_rules(rules), variables, x, target)
