@@ -191,7 +191,7 @@ def test_canonize_and_preset_refuse_unknown_values(tiny_resnet):
   for value in ('yes', 'Reference', 1, 0.0):
     with pytest.raises(ValueError, match=r"canonize must be 'reference'.*True.*False"):
       saliency.attribute('lrp_epsilon_plus', model, variables, x, jnp.array([0]), canonize=value)
-  with pytest.raises(ValueError, match=r"preset must be one of \['conserving', 'reference'\]"):
+  with pytest.raises(ValueError, match=r"preset must be one of \('reference', 'conserving'\)"):
     saliency.attribute('excitation_backprop', model, variables, x, jnp.array([0]),
                        preset='zennit')
 

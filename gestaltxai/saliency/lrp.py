@@ -298,8 +298,8 @@ def excitation_backprop_rules(canonize: Canonize = False,
 
 
 def _check_canonize(name: str, value) -> None:
-  if value is not None and value not in CANONIZATIONS:
-    resolve_canonize('lrp', 'reference', value)  # raises, naming the allowed values
+  del name
+  resolve_canonize('lrp', 'reference', value)  # raises for a value not allowed, naming them
 
 
 #: Option checks of every LRP-family method, before anything is traced.
