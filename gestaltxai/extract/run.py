@@ -32,7 +32,6 @@ from gestaltxai.extract.store import (FORMATS, Shard, ShardStore, atomic_write, 
                                       save_npz, write_json)
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
-from gestaltxai.saliency.registry import relevance
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
 REFERENCE_METHODS = ('gradient', 'smoothgrad', 'integrated_gradients', 'guided_backprop',
@@ -42,9 +41,11 @@ REFERENCE_METHODS = ('gradient', 'smoothgrad', 'integrated_gradients', 'guided_b
                      'layer_deeplift', 'occlusion', 'grad_cam')
 #: The fold of every row when one model explains every image (``weights=``).
 NO_FOLD = 0
-#: Example images per output (one per class, first classes first) whose maps the
-#: maps file keeps for the report's overlays.
+#: Images whose relevance maps the maps file keeps for the report's overlays: the
+#: first usable ones of the first shard.
 EXAMPLES = 6
+#: Keys of the maps file (and of the first shard's) holding the examples.
+EXAMPLES_PREFIX = 'examples/'
 _VGGFACE2_SIZE = 224
 
 
@@ -262,7 +263,7 @@ class Extraction:
     batch_size = -(-self.batch_size // local_devices) * local_devices
     steps = DeviceSteps(loaded.model, loaded.variables, self.methods,
                         len(self.region_set.names), len(specs.RQ2_REGIONS.names),
-                        len(self.classes), batch_size)
+                        len(self.classes), batch_size, min(EXAMPLES, batch_size))
     plans = [plan_batches(s.indices, batch_size, remainder='pad') for s in shards]
     batched = batch_dataset(self.dataset, _concatenate(plans), mean_bgr=loaded.mean_bgr,
                             image_size=loaded.image_size).map(RegionMaps(self.region_set))
@@ -290,10 +291,16 @@ class Extraction:
     device_batch = steps.put(batch)
     probabilities, predicted = steps.predict(device_batch)
     seconds, results = {}, {}
+    # Examples' maps leave the device once: from the first batch of the first shard.
+    with_examples = shard == self.shards[0] and number == 0
     for spec in self.methods:  # one at a time, so each one's time is its own
       started = time.perf_counter()
-      results[spec.name] = jax.device_get(steps.explain(
-          spec.name, device_batch, predicted, _key(self.seed, spec.name, shard, number)))
+      result = steps.explain(spec.name, device_batch, predicted,
+                             _key(self.seed, spec.name, shard, number))
+      examples = result.pop('examples', None)
+      results[spec.name] = jax.device_get(result)
+      if with_examples and examples is not None:
+        results[spec.name]['examples'] = np.asarray(examples)
       seconds[spec.name] = time.perf_counter() - started
     valid = np.asarray(batch['valid'])
     progress.update(int(valid.sum()), seconds)
@@ -333,9 +340,24 @@ class Extraction:
             class_counts[m, batch['label'][row]] += 1
     maps['class_counts'] = class_counts
     maps['methods'] = np.array([m.name for m in self.methods])
+    maps.update(self._kept_examples(collected[0]))
     if image_sums is not None:
       maps['image_sums'], maps['image_counts'] = image_sums, image_counts
     return pa.table(columns), maps, problems
+
+  def _kept_examples(self, part: dict) -> dict[str, np.ndarray]:
+    """The maps the device kept of a batch's first rows (only the run's first batch has
+    them), for the usable rows among them, with their faces and names."""
+    kept = {s.name: part['results'][s.name]['examples'] for s in self.methods
+            if 'examples' in part['results'][s.name]}
+    if not kept:
+      return {}
+    batch = part['batch']
+    rows = [r for r in range(EXAMPLES) if batch['usable'][r]]
+    rgb = (batch['image'][rows] + np.asarray(part['mean_bgr'], np.float32))[..., ::-1]
+    return {f'{EXAMPLES_PREFIX}names': np.array([batch['name'][r] for r in rows]),
+            f'{EXAMPLES_PREFIX}images': np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
+            **{f'{EXAMPLES_PREFIX}{name}': maps[rows] for name, maps in kept.items()}}
 
   def _status(self, problem: str, finite: bool, coefficients: np.ndarray) -> str:
     if problem:
@@ -414,37 +436,9 @@ class Extraction:
     if 'image_sums' in totals:
       mean = totals['image_sums'] / np.maximum(totals['image_counts'], 1)[:, None, None, None]
       out['mean_image'] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
-    out.update(self._examples())
+    first = self.store.maps(self.shards[0])
+    out.update({k: v for k, v in first.items() if k.startswith(EXAMPLES_PREFIX)})
     atomic_write(maps_path(self.table), lambda p: save_npz(p, out))
-
-  def _examples(self) -> dict[str, np.ndarray]:
-    """Relevance maps of up to :data:`EXAMPLES` images of the first fold, one per class."""
-    fold = min(self.fold_indices)
-    indices = self.fold_indices[fold]
-    chosen, seen = [], set()
-    for index in indices:
-      label = int(self.dataset.labels[index])
-      if label not in seen:
-        seen.add(label)
-        chosen.append(int(index))
-      if len(chosen) == EXAMPLES:
-        break
-    if not chosen:
-      return {}
-    loaded = self.sources[fold].load(self.dtype, self.classes, self.dataset)
-    plan = plan_batches(chosen, len(chosen))
-    batch = batch_dataset(self.dataset, plan, mean_bgr=loaded.mean_bgr,
-                          image_size=loaded.image_size)[0]
-    rgb = (batch['image'] + np.asarray(loaded.mean_bgr, np.float32))[..., ::-1]
-    out = {'examples/names': np.array(batch['name']),
-           'examples/images': np.clip(np.rint(rgb), 0, 255).astype(np.uint8)}
-    for spec in self.methods:
-      if spec.method.space != 'region':
-        out[f'examples/{spec.name}'] = np.asarray(relevance(
-            spec.name, loaded.model, loaded.variables, batch['image'],
-            key=_key(self.seed, spec.name, Shard('examples', fold, ()), 0),
-            **dict(spec.options)), np.float32)
-    return out
 
 
 def provenance_path(table: pathlib.Path) -> pathlib.Path:

@@ -34,10 +34,11 @@ def predict_step(model, variables, images: Array) -> tuple[Array, Array]:
   return jax.nn.softmax(logits), jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4),
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5),
                    compiler_options=COMPILER_OPTIONS)
 def method_step(spec: MethodSpec, model, num_regions: int, num_rq2: int, num_classes: int,
-                variables, batch: dict, targets: Array, key: Array) -> dict[str, Array]:
+                examples: int, variables, batch: dict, targets: Array,
+                key: Array) -> dict[str, Array]:
   """One method on one batch, reduced on the device (compiled once per method, model and
   shapes: every fold of a run shares it).
 
@@ -50,7 +51,8 @@ def method_step(spec: MethodSpec, model, num_regions: int, num_rq2: int, num_cla
     'coefficients' (B, num_regions) and 'normalized' (B, num_rq2) float32 (NaN
     for an empty region); 'finite' (B,) whether the method's result is;
     'class_sums' (num_classes, H, W) the sum of the usable, finite relevance
-    maps of each true class (absent for region methods, which make no map).
+    maps of each true class and 'examples' (examples, H, W) the maps of the
+    first ``examples`` rows (both absent for region methods, which make no map).
   """
   entry, options = spec.method, dict(spec.options)
   if entry.space == 'region':
@@ -69,7 +71,8 @@ def method_step(spec: MethodSpec, model, num_regions: int, num_rq2: int, num_cla
           'normalized': normalized_coefficients(relevance, batch['rq2_labels'], num_rq2),
           'finite': finite,
           'class_sums': jnp.einsum('bk,bhw->khw', members,
-                                   jnp.where(finite[:, None, None], relevance, 0.0))}
+                                   jnp.where(finite[:, None, None], relevance, 0.0)),
+          'examples': relevance[:examples]}
 
 
 @dataclasses.dataclass
@@ -79,6 +82,7 @@ class DeviceSteps:
   Attributes:
     mesh: the local devices along ``data``; a batch is split over them.
     batch_size: images per step, a multiple of the device count.
+    examples: rows of each batch whose maps a step keeps (fetched only when wanted).
   """
 
   model: Any
@@ -88,6 +92,7 @@ class DeviceSteps:
   num_rq2: int
   num_classes: int
   batch_size: int
+  examples: int = 0
   devices: Optional[Sequence[jax.Device]] = None
 
   def __post_init__(self):
@@ -114,5 +119,5 @@ class DeviceSteps:
   def explain(self, name: str, batch: dict, targets: Array, key: Array) -> dict[str, Array]:
     """Dispatches one method (asynchronously: the result is fetched later)."""
     return method_step(self._specs[name], self.model, self.num_regions, self.num_rq2,
-                       self.num_classes, self.variables, batch, targets,
+                       self.num_classes, self.examples, self.variables, batch, targets,
                        jax.device_put(key, self._replicated))
