@@ -88,13 +88,26 @@ def _images(dataset: FaceDataset, indices, mean_bgr, image_size) -> dict:
                        image_size=image_size)[0]
 
 
+def _metric_options(name: str, batch: dict, num_regions: int) -> dict:
+  """Options of a method for the metrics' few images: region maps for region methods, and
+  every step or sample in one pass (on a few images, compiling twenty passes costs more
+  than the passes)."""
+  entry = saliency.get_method(name)
+  if entry.space == 'region':
+    return {'regions': batch['regions'], 'num_regions': num_regions}
+  _, backward = entry.passes(*batch['image'].shape[1:3])
+  return {'max_batch': backward * len(batch['image'])} if (
+      'max_batch' in entry.options and backward > 1) else {}
+
+
 def _maps(name: str, model, variables, batch: dict, target, key, num_regions: int):
   """(B, H, W) relevance of a method; a region method's coefficients painted on its regions."""
+  options = _metric_options(name, batch, num_regions)
   if saliency.get_method(name).space == 'region':
     coefficients = saliency.attribute(name, model, variables, batch['image'], target, key=key,
-                                      regions=batch['regions'], num_regions=num_regions)
+                                      **options)
     return metrics.coefficient_map(coefficients, batch['regions'])
-  return saliency.relevance(name, model, variables, batch['image'], target, key=key)
+  return saliency.relevance(name, model, variables, batch['image'], target, key=key, **options)
 
 
 def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: np.ndarray,
@@ -123,11 +136,10 @@ def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: n
     relevance = _maps(name, model, variables, batch, target, key, num_regions)
     deleted = metrics.deletion(model, variables, batch['image'], relevance, target)
     inserted = metrics.insertion(model, variables, batch['image'], relevance, target)
-    region_options = ({'regions': batch['regions'][:sanity_images], 'num_regions': num_regions}
-                      if saliency.get_method(name).space == 'region' else {})
+    few = {k: v[:sanity_images] for k, v in batch.items() if k in ('image', 'regions')}
     randomised = metrics.model_randomization(
-        name, model, variables, batch['image'][:sanity_images], target[:sanity_images], key=key,
-        **region_options)
+        name, model, variables, few['image'], target[:sanity_images], key=key,
+        **_metric_options(name, few, num_regions))
     scores[name] = {'deletion_auc': float(np.mean(deleted.area)),
                     'insertion_auc': float(np.mean(inserted.area)),
                     'randomisation_similarity': float(randomised.similarity)}

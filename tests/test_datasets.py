@@ -237,21 +237,16 @@ def test_batches_shard_shuffle_and_subtract_the_mean(tmp_path):
   assert all(len(b['label']) == 4 for b in dropped) and len(dropped) == len(ds) // 4
 
 
-def test_cli_prepare_synthetic_and_demo(tmp_path, capsys):
+def test_cli_prepare_synthetic(tmp_path, capsys):
   assert cli.main(['prepare', 'synthetic', '--classes', 'unaffected', 'long_philtrum',
                    '--per-class', '3', '--folds', '3', '--workers', '0',
                    '--data-dir', str(tmp_path / 'syn')]) == 0
   printed = capsys.readouterr().out
   assert '6 images' in printed and 'long_philtrum: 3' in printed
-  assert cli.main(['demo', '--out', str(tmp_path / 'demo'), '--per-class', '5',
-                   '--methods', 'gradient', 'grad_cam']) == 0
-  # The demo builds through the same function: other data in its folder is refused, not reused.
-  assert cli.main(['demo', '--out', str(tmp_path / 'demo'), '--per-class', '6']) == 1
-  assert 'per_class 5 -> 6' in capsys.readouterr().err
-  with open(tmp_path / 'demo' / 'coefficients.csv', newline='') as f:
-    table = list(csv.DictReader(f))
-  assert table and {r['method'] for r in table} == {'gradient', 'grad_cam'}
-  assert all(float(r['eye_xai']) > 0 for r in table)
+  # The same folder with other arguments is refused, saying what differs, not reused.
+  assert cli.main(['prepare', 'synthetic', '--classes', 'unaffected', 'long_philtrum',
+                   '--per-class', '4', '--folds', '3', '--data-dir', str(tmp_path / 'syn')]) == 1
+  assert 'per_class 3 -> 4' in capsys.readouterr().err
   assert cli.main(['prepare', 'nih-faces', '--root', str(tmp_path / 'nowhere'),
                    '--data-dir', str(tmp_path / 'x')]) == 1
 

@@ -353,7 +353,8 @@ class Extraction:
     if not kept:
       return {}
     batch = part['batch']
-    rows = [r for r in range(EXAMPLES) if batch['usable'][r]]
+    count = len(next(iter(kept.values())))  # min(EXAMPLES, batch size)
+    rows = [r for r in range(count) if batch['usable'][r]]
     rgb = (batch['image'][rows] + np.asarray(part['mean_bgr'], np.float32))[..., ::-1]
     return {f'{EXAMPLES_PREFIX}names': np.array([batch['name'][r] for r in rows]),
             f'{EXAMPLES_PREFIX}images': np.clip(np.rint(rgb), 0, 255).astype(np.uint8),

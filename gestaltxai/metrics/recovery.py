@@ -10,7 +10,10 @@ regions would reach:
   planted region (chance: one over the number of regions);
 * images: the share of trait-class images whose planted region has the
   highest coefficient once each region is z-scored against the control
-  images' coefficients of that region (chance: likewise).
+  images' coefficients of that region (chance: likewise). Only images the
+  model classified correctly count, on both sides: a method explains the
+  predicted class, and a trait face taken for another class is explained as
+  that class.
 """
 
 from __future__ import annotations
@@ -63,12 +66,15 @@ def strongest_regions(tests: Sequence[Rq1Test], method: str,
 
 def image_hits(table: CoefficientTable, method: str, planted: Mapping[str, Optional[str]],
                control: str, regions: Sequence[str]) -> np.ndarray:
-  """(N,) bool over the method's trait-class images: planted region has the highest z-score.
+  """(N,) bool over the method's correctly classified trait-class images: whether the
+  planted region has the highest z-score.
 
   Each region's coefficients are z-scored with the mean and standard
-  deviation (ddof 1) of the control images' coefficients of that region.
+  deviation (ddof 1) of the correctly classified control images' coefficients
+  of that region.
   """
-  control_rows = table.select(method=method, label=control)
+  correct = table['predicted'] == table['label']
+  control_rows = table.select(method=method, label=control) & correct
   values = np.stack([table[f'{r}{RAW_SUFFIX}'] for r in regions], axis=1)
   mean = np.nanmean(values[control_rows], axis=0)
   std = np.nanstd(values[control_rows], axis=0, ddof=1)
@@ -76,7 +82,7 @@ def image_hits(table: CoefficientTable, method: str, planted: Mapping[str, Optio
   for syndrome, region in planted.items():
     if region is None or region not in regions:
       continue
-    rows = table.select(method=method, label=syndrome)
+    rows = table.select(method=method, label=syndrome) & correct
     z = (values[rows] - mean) / std
     z = np.where(np.isfinite(z), z, -np.inf)
     hits.append(np.asarray(regions)[np.argmax(z, axis=1)] == region)
