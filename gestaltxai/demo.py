@@ -201,7 +201,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   stage(f'synthetic faces: {plan.per_class} per class with planted traits -> {paths.data}')
   directory = builders.build(builders.SyntheticFaces(
       per_class=plan.per_class, seed=seed, data_dir=str(paths.data), progress=False),
-      overwrite=overwrite)
+      overwrite=overwrite, log=lambda line: log(f'  {line}'))
   dataset = FaceDataset.open(directory)
   planted = dataset.metadata['trait_regions']
 

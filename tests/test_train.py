@@ -118,8 +118,11 @@ def _assert_same_run(runs, reference, *, rtol):
   flat_mine = jax.tree_util.tree_flatten_with_path(mine)[0]
   flat_theirs = jax.tree.leaves(theirs)
   assert any('batch_stats' in jax.tree_util.keystr(path) for path, _ in flat_mine)
+  # Absolute tolerance on the network's scale: a convolution's bias ahead of a
+  # BatchNorm gets no gradient in exact arithmetic, so its values are rounding alone.
+  scale = max(float(np.max(np.abs(b))) for b in flat_theirs)
   for (path, a), b in zip(flat_mine, flat_theirs, strict=True):
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 1e-2,
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale,
                                err_msg=jax.tree_util.keystr(path))
 
 

@@ -52,7 +52,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -558,7 +558,8 @@ def _remove_tfds_leftovers(directory: pathlib.Path) -> None:
 
 
 def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
-          workers: Optional[int] = None) -> pathlib.Path:
+          workers: Optional[int] = None,
+          log: Optional[Callable[[str], None]] = None) -> pathlib.Path:
   """Prepares a dataset (array_record, no TensorFlow) and returns its directory.
 
   Args:
@@ -566,6 +567,8 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
     overwrite: replace a dataset in ``data_dir`` built from anything else.
     workers: processes that detect and align photos; None: every core;
       0: this process.
+    log: where the build's messages go (reuse, the written directory); None:
+      ``print`` when the builder shows progress, else nowhere.
 
   Returns:
     The dataset's directory (``data_dir/<builder>/<version>``).
@@ -579,7 +582,8 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
   """
   target = builder.target_dir
   target.mkdir(parents=True, exist_ok=True)
-  say = print if builder._progress else lambda *_: None  # pylint: disable=protected-access
+  if log is None:
+    log = print if builder._progress else lambda _: None  # pylint: disable=protected-access
   with staging.exclusive(target):
     _remove_tfds_leftovers(target)
     identity = builder.identity()
@@ -591,7 +595,7 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
             'replace them with --overwrite (overwrite=True) or choose another data folder')
       differences = _differences(_recorded_identity(existing[0]), identity)
       if not differences:
-        say(f'reusing the dataset in {existing[0]}: built from the same arguments and inputs')
+        log(f'reusing the dataset in {existing[0]}: built from the same arguments and inputs')
         return existing[0]
       raise DatasetMismatchError(
           f'{target} holds a dataset built from something else: {"; ".join(differences)}. '
@@ -608,5 +612,5 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
     final.parent.mkdir(parents=True, exist_ok=True)
     os.rename(built, final)
     builder.staging.remove()
-  say(f'dataset written to {final}')
+  log(f'dataset written to {final}')
   return final
