@@ -258,7 +258,7 @@ def main():
     sums = (' '.join(f'{v:.4g}' for v in got.reshape(len(got), -1).sum(1))
             if name.partition('/')[0] in LRP_COMPOSITES else '')
     print(f'{name:48s} ' + ' '.join(f'{g:11.2e}' for g in gaps) + f'  {sums}')
-  region_parity(args, model, variables, torch_model, dtype, torch_dtype)
+  region_parity(args, model, variables, networks['reference'], dtype, torch_dtype)
   compare_settings(results)
 
 

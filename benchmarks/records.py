@@ -33,7 +33,9 @@ import os
 import pathlib
 import platform
 import sys
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
+
+from gestaltxai.viz import inputs as viz_inputs
 
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / 'results.jsonl'
 _VERSIONED = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'captum', 'zennit')
@@ -94,13 +96,6 @@ def write_record(record: dict[str, Any], path: Optional[os.PathLike] = None) -> 
     f.write(json.dumps(clean, sort_keys=True) + '\n')
 
 
-def read_records(path: Optional[os.PathLike] = None) -> Iterator[dict[str, Any]]:
+def read_records(path: Optional[os.PathLike] = None) -> list[dict[str, Any]]:
   """The records of a JSON-lines file, oldest first; a malformed line names its number."""
-  path = pathlib.Path(path or DEFAULT_PATH)
-  with open(path, encoding='utf-8') as f:
-    for number, line in enumerate(f, 1):
-      if line.strip():
-        try:
-          yield json.loads(line)
-        except json.JSONDecodeError as err:
-          raise ValueError(f'{path}:{number}: not a JSON record ({err})') from err
+  return viz_inputs.read_records(path or DEFAULT_PATH)

@@ -62,6 +62,13 @@ COLUMNS: dict[str, list[Column]] = {
                     ('TFLOP/s', _number('flops_per_s', '.3f', 1e-12))],
     'pass_size': COMMON_COLUMNS + [('images per pass', _number('images_per_pass', 'd')),
                                    ('temp MiB', _number('temp_bytes', '.0f', 2**-20))],
+    'extract': [('methods', lambda r: ', '.join(r['methods'])), ('size', lambda r: r['size']),
+                ('batch', _number('batch_size', 'd')), ('images', _number('images', 'd')),
+                ('end to end img/s', _number('end_to_end_images_per_s', '.3g')),
+                ('compute only img/s', _number('compute_images_per_s', '.3g')),
+                ('devices busy', _number('busy', '.0%')),
+                ('decoding workers', _number('workers', 'd'))],
+    'extract_method': COMMON_COLUMNS,
     'xla_options': [('option', lambda r: str(r['name'])),
                     ('XLA options', lambda r: ', '.join(
                         f'`{k}={v}`' for k, v in r.get('compiler_options', {}).items())),

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import jax
 import numpy as np
@@ -35,7 +35,7 @@ from gestaltxai import extract as extraction
 from gestaltxai import metrics, saliency
 from gestaltxai.data import builders
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
-from gestaltxai.extract.store import write_json
+from gestaltxai.files import write_json
 from gestaltxai.stats import Rq1Config, compute, read_hpo, read_table, write_results
 from gestaltxai.train import load_checkpoint, train_fold
 from gestaltxai.viz.report import ReportInputs, write_report

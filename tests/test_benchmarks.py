@@ -3,7 +3,7 @@
 import json
 
 from benchmarks import __main__ as suite
-from benchmarks import pass_size, records, tables, xla_options
+from benchmarks import extract_cost, pass_size, records, tables, xla_options
 
 SMOKE_METHODS = ('gradient', 'integrated_gradients', 'occlusion')
 
@@ -71,3 +71,17 @@ def test_tables_take_the_newest_matching_run_and_flag_stale_text(tmp_path):
   assert [row.split(' | ')[0] for row in rows] == ['| name', '| gradient', '| smoothgrad']
   assert '1.50' in rows[1] and '0.50' not in results.read_text()
   assert '`new run`' in results.read_text()
+
+
+def test_extraction_benchmark_at_tiny_size(tmp_path):
+  log = tmp_path / 'results.jsonl'
+  extract_cost.main(['--size', 'tiny', '--images', '10', '--batch-size', '2', '--methods',
+                     'gradient', 'grad_cam', '--repeats', '1', '--records', str(log)])
+  written = list(records.read_records(log))
+  (run,) = [r for r in written if r['benchmark'] == 'extract']
+  # 10 images in shards of 2: the first shard compiles and is left out.
+  assert run['methods'] == ['gradient', 'grad_cam'] and run['images'] == 8
+  assert run['end_to_end_images_per_s'] > 0 and run['compute_images_per_s'] > 0
+  assert run['busy'] > 0
+  rates = {r['name'] for r in written if r['benchmark'] == 'extract_method'}
+  assert rates == {'predict', 'gradient', 'grad_cam'}

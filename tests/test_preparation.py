@@ -139,7 +139,6 @@ def test_reuse_only_what_was_built_from_the_same_inputs(photos, built, tmp_path,
   assert cli.main(args) == 0
   assert 'reusing the dataset' in capsys.readouterr().out
   assert dataset_files(directory) == files
-  table = pathlib.Path(args[args.index('--labels') + 1])
   changed = {
       'seed': (args + ['--seed', '7'], "seed 0 -> 7"),
       'folds': (args + ['--folds', '4'], 'num_folds 3 -> 4'),

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -557,6 +558,19 @@ def _remove_tfds_leftovers(directory: pathlib.Path) -> None:
       shutil.rmtree(leftover)
 
 
+@contextlib.contextmanager
+def _tfds_progress(enabled: bool):
+  """TFDS's own progress bars on or off for one build, as they were afterwards (TFDS keeps
+  the switch in a module global that has no getter)."""
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=import-outside-toplevel
+  before = tqdm_utils._active  # pylint: disable=protected-access
+  tfds.display_progress_bar(enabled)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(before)
+
+
 def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
           workers: Optional[int] = None,
           log: Optional[Callable[[str], None]] = None) -> pathlib.Path:
@@ -602,8 +616,9 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
           'Replace it with --overwrite (overwrite=True) or choose another data folder')
     builder.staging.clean_leftovers()
     builder.prepare(workers)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    with _tfds_progress(builder._progress):  # pylint: disable=protected-access
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     built = pathlib.Path(builder.data_dir)
     builder.write_extras(built)
     final = target / builder.name / built.name

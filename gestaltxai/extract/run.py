@@ -28,8 +28,8 @@ from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, ite
                                       plan_batches)
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
-from gestaltxai.extract.store import (FORMATS, Shard, ShardStore, atomic_write, plan_shards,
-                                      save_npz, write_json)
+from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards, save_npz
+from gestaltxai.files import atomic_write, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
 

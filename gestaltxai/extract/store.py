@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from gestaltxai.train.config import differences
+from gestaltxai.files import atomic_write, differences, json_default, write_json
 
 MANIFEST = 'manifest.json'
 FORMATS = ('parquet', 'csv')
@@ -52,28 +51,6 @@ def plan_shards(fold_indices: dict[int, Sequence[int]], shard_size: int) -> list
       shards.append(Shard(f'fold-{fold}-{number:05d}', fold,
                           tuple(indices[start:start + shard_size])))
   return shards
-
-
-def atomic_write(path: pathlib.Path, write) -> None:
-  """Calls ``write(temporary_path)``, then renames the file into place."""
-  temporary = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-  try:
-    write(temporary)
-    os.replace(temporary, path)
-  finally:
-    temporary.unlink(missing_ok=True)
-
-
-def write_json(path: pathlib.Path, value: Any) -> None:
-  atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1, default=_json_default)))
-
-
-def _json_default(value):
-  if isinstance(value, (np.integer, np.floating)):
-    return value.item()
-  if isinstance(value, np.ndarray):
-    return value.tolist()
-  raise TypeError(f'cannot write {type(value).__name__} to JSON')
 
 
 class ShardStore:
@@ -149,4 +126,4 @@ def save_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _plain(value):
   """JSON round trip: tuples become lists, so saved and current arguments compare equal."""
-  return json.loads(json.dumps(value, default=_json_default))
+  return json.loads(json.dumps(value, default=json_default))

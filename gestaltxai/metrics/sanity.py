@@ -32,6 +32,7 @@ from jax.extend import core as jax_core
 
 from gestaltxai.models.contract import LinenModel, explainable
 from gestaltxai.regions.coefficients import min_max_normalize
+from gestaltxai.saliency.chunking import sub_jaxprs
 from gestaltxai.saliency.core import predicted_class, result_dtype
 from gestaltxai.saliency.registry import Method, get_method
 
@@ -180,15 +181,6 @@ def _key(entry):
   return entry
 
 
-def _sub_jaxprs(eqn):
-  for param in eqn.params.values():
-    for value in param if isinstance(param, (tuple, list)) else (param,):
-      if isinstance(value, jax_core.ClosedJaxpr):
-        yield value.jaxpr
-      elif isinstance(value, jax_core.Jaxpr):
-        yield value
-
-
 def _first_uses(jaxpr, sources: dict, first_use: dict, counter: list) -> None:
   """Walks the equations in order, recording the first that uses each group.
 
@@ -201,7 +193,7 @@ def _first_uses(jaxpr, sources: dict, first_use: dict, counter: list) -> None:
                                   if not isinstance(v, jax_core.Literal)))
     if not carried:
       continue
-    inner = list(_sub_jaxprs(eqn))
+    inner = list(sub_jaxprs(eqn))
     if inner and all(len(sub.invars) == len(eqn.invars) for sub in inner):
       for sub in inner:
         _first_uses(sub, {iv: sources[ov] for iv, ov in zip(sub.invars, eqn.invars)

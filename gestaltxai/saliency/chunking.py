@@ -87,12 +87,13 @@ def pass_bytes(fn: Callable[[Any], Any], item: Any) -> int:
 def _written_bytes(jaxpr) -> int:
   total = 0
   for eqn in jaxpr.eqns:
-    inner = [_written_bytes(sub) for sub in _sub_jaxprs(eqn)]
+    inner = [_written_bytes(sub) for sub in sub_jaxprs(eqn)]
     total += max(inner) if inner else sum(_nbytes(v.aval) for v in eqn.outvars)
   return total
 
 
-def _sub_jaxprs(eqn):
+def sub_jaxprs(eqn):
+  """The jaxprs nested in an equation (loop bodies, branches, calls)."""
   for param in eqn.params.values():
     for value in param if isinstance(param, (tuple, list)) else (param,):
       if isinstance(value, jax_core.ClosedJaxpr):

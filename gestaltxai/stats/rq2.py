@@ -83,6 +83,10 @@ def _annotated_rows(table: CoefficientTable, hpo: HpoAnnotations):
   return found, missing
 
 
+#: Absent images named per annotation file in ``skipped.csv``.
+_NAMES_SHOWN = 5
+
+
 def rq2(table: CoefficientTable, hpo: HpoAnnotations,
         config: Rq2Config = Rq2Config()) -> tuple[list[Rq2Correlation], list[Skipped]]:
   """Spearman correlations per method, fold and region, and what could not be computed.
@@ -94,8 +98,14 @@ def rq2(table: CoefficientTable, hpo: HpoAnnotations,
   """
   if 'fold' not in table:
     raise ValueError(f'{table.path}: RQ2 correlates per fold and the table has no fold column')
-  skipped = [Skipped('rq2', '', source, '', f'annotated image {name} is not in {table.path}')
-             for source, name in _annotated_rows(table, hpo)[1]]
+  absent: dict[str, list[str]] = {}
+  for source, name in _annotated_rows(table, hpo)[1]:
+    absent.setdefault(source, []).append(name)
+  # One row per annotation file: a table of some folds leaves out the others' images.
+  skipped = [Skipped('rq2', '', source, '', f'{len(names)} annotated image(s) not in '
+                     f'{table.path}: {", ".join(names[:_NAMES_SHOWN])}'
+                     + (', ...' if len(names) > _NAMES_SHOWN else ''))
+             for source, names in absent.items()]
   skipped += [Skipped('rq2', '', source, '', f'column {column!r} is not an HPO term of the '
                       'region grouping; not counted') for source, column in hpo.unknown_terms]
   present = table.regions(config.suffix)

@@ -110,15 +110,3 @@ class TrainConfig:
   def replace(self, **changes) -> 'TrainConfig':
     """A copy with ``changes``; None values are ignored (unset command-line options)."""
     return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = '') -> list[str]:
-  """'field: saved -> current' for every leaf that differs between two config dicts."""
-  out = []
-  for key in sorted(set(saved) | set(current)):
-    a, b = saved.get(key), current.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += differences(a, b, f'{prefix}{key}.')
-    elif a != b:
-      out.append(f'{prefix}{key}: {a!r} -> {b!r}')
-  return out

@@ -19,7 +19,6 @@ lost).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 from typing import Callable, Optional, Sequence
@@ -31,8 +30,9 @@ import numpy as np
 from gestaltxai.data.builders import SPLITS
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
+from gestaltxai.files import differences, write_json
 from gestaltxai.train import checkpoints as ckpt
-from gestaltxai.train.config import ModelConfig, TrainConfig, differences
+from gestaltxai.train.config import ModelConfig, TrainConfig
 from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confusion, scores,
                                      summarize)
 from gestaltxai.train.optim import HEAD, epoch_schedule, make_optimizer
@@ -47,13 +47,6 @@ RESUMABLE_CHANGES = ('epochs', 'cache')
 
 def fold_dir(runs: pathlib.Path, fold: int) -> pathlib.Path:
   return pathlib.Path(runs) / f'fold-{fold}'
-
-
-def write_json(path: pathlib.Path, value) -> None:
-  """Writes JSON atomically: a reader never sees half a file."""
-  temporary = path.with_name(f'.{path.name}.tmp')
-  temporary.write_text(json.dumps(value, indent=1))
-  os.replace(temporary, path)
 
 
 def initial_variables(model, config: TrainConfig, num_classes: int,

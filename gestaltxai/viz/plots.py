@@ -292,7 +292,7 @@ def ground_truth(summary: Mapping) -> Figure:
   limit = summary['randomisation_limit']
   methods = list(summary['methods'])
   scores = summary['methods']
-  fig = Figure(figsize=(10, 0.45 * len(methods) + 1.6), layout='constrained')
+  fig = Figure(figsize=(10, 0.45 * len(methods) + 2.0), layout='constrained')
   recovery_axes, sanity_axes = fig.subplots(1, 2, sharey=True,
                                             gridspec_kw={'width_ratios': (3, 2)})
   rows = np.arange(len(methods))
@@ -308,7 +308,9 @@ def ground_truth(summary: Mapping) -> Figure:
   recovery_axes.set(xlim=(0, 1), xlabel='share in the planted region', yticks=rows,
                     yticklabels=methods, title='Recovery of the planted regions')
   recovery_axes.invert_yaxis()
-  recovery_axes.legend(loc='lower right', fontsize=LABEL_POINTS)
+  # Below the axes: inside, the legend would cover the last method's bars.
+  recovery_axes.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=3,
+                       fontsize=LABEL_POINTS, frameon=False)
   similarity = [scores[m]['randomisation_similarity'] for m in methods]
   sanity_axes.barh(rows, similarity, height=0.6,
                    color=[SIGNIFICANT_COLOUR if s >= limit else SYNDROME_COLOUR
@@ -317,5 +319,6 @@ def ground_truth(summary: Mapping) -> Figure:
                       label=f'fails at {limit}')
   sanity_axes.set(xlim=(min(0.0, min(similarity) - 0.05), 1), xlabel='Spearman r with the trained '
                   'model\'s maps', title='Model randomisation (lower passes)')
-  sanity_axes.legend(loc='lower right', fontsize=LABEL_POINTS)
+  sanity_axes.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), fontsize=LABEL_POINTS,
+                     frameon=False)
   return fig

@@ -98,6 +98,11 @@ def _figure(fig, anchor: str, caption: str) -> dict:
           'png': base64.b64encode(buffer.getvalue()).decode('ascii')}
 
 
+def _mean_std(mean: float, std: float) -> str:
+  """'0.512 ± 0.031'; the mean alone where one fold gives no standard deviation."""
+  return f'{mean:.3f}' if np.isnan(std) else f'{mean:.3f} ± {std:.3f}'
+
+
 def _format(value) -> str:
   """Numbers for tables: 4 significant digits, p values in scientific notation when small."""
   if isinstance(value, (bool, np.bool_)):
@@ -342,7 +347,7 @@ def _rq2_section(results) -> _Section:
     methods = list(dict.fromkeys(s.method for s in summary))
     regions = list(dict.fromkeys(s.region for s in summary))
     by_key = {(s.method, s.region): s for s in summary}
-    rows = [[m, *(_cell(f'{by_key[m, r].r_mean:.3f} ± {by_key[m, r].r_std:.3f}')
+    rows = [[m, *(_cell(_mean_std(by_key[m, r].r_mean, by_key[m, r].r_std))
                   if (m, r) in by_key else _cell('–', 'na') for r in regions)] for m in methods]
     section.blocks.append(_table(['method', *regions], rows, 'Spearman r over folds'))
     section.blocks.append(_figure(
@@ -438,9 +443,8 @@ def _cost_section(bench, warnings) -> _Section:
 
 _GROUND_TRUTH_COLUMNS = (
     ('recovery_classes', 'recovery: classes'), ('recovery_images', 'recovery: images'),
-    ('deletion_auc', 'deletion area (lower is better)'),
-    ('insertion_auc', 'insertion area (higher is better)'),
-    ('randomisation_similarity', 'randomisation r (lower passes)'), ('images_per_s', 'images/s'))
+    ('deletion_auc', 'deletion'), ('insertion_auc', 'insertion'),
+    ('randomisation_similarity', 'randomisation r'), ('images_per_s', 'images/s'))
 
 
 def _ground_truth_section(path, warnings) -> _Section:
@@ -460,11 +464,13 @@ def _ground_truth_section(path, warnings) -> _Section:
       f'Synthetic faces plant one trait per class in a known region ({planted}); the '
       f'{summary.get("size", "")} model reached {summary["test_accuracy"]:.2f} test '
       f'accuracy. Recovery: the share of trait classes whose largest RQ1 effect (|Cohen\'s d| '
-      f'against {summary["control"]}) lies in the planted region, and of trait-class images whose '
-      f'planted region has the highest coefficient z-scored against {summary["control"]} '
-      f'(chance {first["chance_classes"]:.2f} and {first["chance_images"]:.2f}). A method '
-      f'fails the model-randomisation check when its maps keep a Spearman correlation of '
-      f'{limit} or more with every layer re-initialised.'))
+      f'against {summary["control"]}) lies in the planted region, and of correctly classified '
+      f'trait-class images whose planted region has the highest coefficient z-scored against '
+      f'{summary["control"]} (chance {first["chance_classes"]:.2f} and '
+      f'{first["chance_images"]:.2f}). Deletion and insertion: areas under the target '
+      f'probability as the most relevant pixels are removed (lower is better) or restored '
+      f'(higher is better). A method fails the model-randomisation check when its maps keep a '
+      f'Spearman correlation r of {limit} or more with every layer re-initialised.'))
   rows = [[name, *(m.get(key) for key, _ in _GROUND_TRUTH_COLUMNS)] for name, m in scores.items()]
   section.blocks.append(_table(['method', *(label for _, label in _GROUND_TRUTH_COLUMNS)], rows,
                                f'from {path}'))
