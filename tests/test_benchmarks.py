@@ -75,12 +75,12 @@ def test_tables_take_the_newest_matching_run_and_flag_stale_text(tmp_path):
 
 def test_extraction_benchmark_at_tiny_size(tmp_path):
   log = tmp_path / 'results.jsonl'
-  extract_cost.main(['--size', 'tiny', '--images', '10', '--batch-size', '2', '--methods',
+  extract_cost.main(['--size', 'tiny', '--images', '25', '--batch-size', '10', '--methods',
                      'gradient', 'grad_cam', '--repeats', '1', '--records', str(log)])
   written = list(records.read_records(log))
   (run,) = [r for r in written if r['benchmark'] == 'extract']
-  # 10 images in shards of 2: the first shard compiles and is left out.
-  assert run['methods'] == ['gradient', 'grad_cam'] and run['images'] == 8
+  # 25 images (5 per class, one per fold) in shards of 10: the first compiles, left out.
+  assert run['methods'] == ['gradient', 'grad_cam'] and run['images'] == 15
   assert run['end_to_end_images_per_s'] > 0 and run['compute_images_per_s'] > 0
   assert run['busy'] > 0
   rates = {r['name'] for r in written if r['benchmark'] == 'extract_method'}
