@@ -100,9 +100,9 @@ TRAIT_REGIONS = {'unaffected': None, 'wide_eyes': 'eye', 'long_philtrum': 'mouth
 #: The HPO term each trait is (the reference's RQ2 grouping puts it in TRAIT_REGIONS' region).
 TRAIT_HPO = {'unaffected': None, 'wide_eyes': 'Hypertelorism', 'long_philtrum': 'Long philtrum',
              'wide_mouth': 'Wide mouth', 'short_nose': 'Short nose'}
-#: Range of a face's trait strength (1 is the displacement documented above). From 1 to 2:
-#: the tiny model learns these faces to 0.55 test accuracy in the demo's budget (0.42 at 0.6
-#: to 1.4, 5 classes, chance 0.2).
+#: Range of a face's trait strength (1 is the displacement documented above). From 1 to 2
+#: the tiny model learns these faces to 0.55 test accuracy in the tiny demo's budget (0.42
+#: at 0.6 to 1.4) and to 0.90 in the default demo's (5 classes, chance 0.2).
 STRENGTH_RANGE = (1.0, 2.0)
 _STRENGTH_STREAM = 1  # a random stream apart from the face's own
 
