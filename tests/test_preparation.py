@@ -208,7 +208,9 @@ def test_stopped_builds_are_never_read_and_continue_to_the_same_bytes(tmp_path, 
           in err.splitlines()), err[-2000:]
   time.sleep(1)  # workers finish the image in hand, then stop
   interrupted = len(list(items.glob('*.npz')))
-  assert 4 <= interrupted < 12
+  # Stopped well before the 30: the images in hand and queued finish (more of them on a
+  # loaded machine, where the main process reacts later), the rest are cancelled.
+  assert 4 <= interrupted <= 20
 
   code, out, _ = stop_after(interrupted + 4, signal.SIGKILL)
   assert code == -signal.SIGKILL
