@@ -1,4 +1,5 @@
-"""gestaltxai <command>: prepare datasets, convert weights, list methods, run the demo.
+"""gestaltxai <command>: the study from face photos to a report (prepare, train, evaluate,
+extract, stats, report), the demo that runs it on synthetic faces, and tools.
 
 Each command lives in its own module of this package, which adds its parser
 with ``add_parser(subparsers)``; heavy imports happen when a command runs.
@@ -41,7 +42,7 @@ def int_at_least(minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog='gestaltxai', description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog='gestaltxai', description=__doc__.split('\n\n')[0])
   parser.add_argument('--debug', action='store_true', help='show tracebacks of errors')
   commands = parser.add_subparsers(dest='command', required=True)
   for name in COMMANDS:
