@@ -28,9 +28,9 @@ import numpy as np
 from jax import lax
 
 from gestaltxai.models.contract import explainable
-from gestaltxai.saliency.chunking import chunk_size, chunked_map
+from gestaltxai.saliency.chunking import auto_chunked_map
 from gestaltxai.saliency.core import broadcast_baseline, gather_targets, predicted_class
-from gestaltxai.saliency.region import per_pixel, remove_regions
+from gestaltxai.saliency.region import per_pixel, remove_regions, with_label_zero
 
 Array = jax.Array
 
@@ -117,8 +117,8 @@ def _curve(model, variables, target, image_after, counts: np.ndarray, total: int
   """The curve of ``image_after(count)`` for each count, in one chunked computation."""
   probability = lambda count: target_probability(model, variables, image_after(count), target)
   counts_ = jnp.asarray(counts)
-  probabilities = chunked_map(probability, counts_, chunk_size(
-      probability, counts_, target.shape[0], max_batch, memory_budget)).T
+  probabilities = auto_chunked_map(probability, counts_, target.shape[0], max_batch,
+                                   memory_budget).T
   fractions = jnp.asarray(counts / total, jnp.float32)
   return Curve(fractions, probabilities, area_under_curve(probabilities, fractions))
 
@@ -210,12 +210,11 @@ def region_deletion(model, variables, x: Array, coefficients: Array, regions: Ar
   model, target = _prepare(model, variables, x, target)
   num_players = coefficients.shape[1] - 1
   players = coefficients[:, 1:]
-  order = relevance_ranks(jnp.where(jnp.isnan(players), -jnp.inf, players)[:, None, :])[:, 0]
+  order = relevance_ranks(jnp.where(jnp.isnan(players), -jnp.inf, players))
   fill, labels = broadcast_baseline(baseline, x), regions.astype(jnp.int32)
-  no_region = jnp.zeros((x.shape[0], 1), bool)
 
   def image_after(count):
-    return remove_regions(x, fill, labels, jnp.concatenate([no_region, order < count], axis=1))
+    return remove_regions(x, fill, labels, with_label_zero(order < count))
 
   return _curve(model, variables, target, image_after, np.arange(num_players + 1), num_players,
                 max_batch, memory_budget)

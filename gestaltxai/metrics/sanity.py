@@ -33,8 +33,9 @@ from jax.extend import core as jax_core
 from gestaltxai.models.contract import LinenModel, explainable
 from gestaltxai.regions.coefficients import min_max_normalize
 from gestaltxai.saliency.chunking import sub_jaxprs
-from gestaltxai.saliency.core import predicted_class, result_dtype
-from gestaltxai.saliency.registry import Method, get_method
+from gestaltxai.saliency.core import result_dtype
+from gestaltxai.saliency.registry import (Method, get_method, predict, relevance_of,
+                                         shape_structure)
 
 Array = jax.Array
 #: ((stage name, (top-level variable names...)), ...), input side first.
@@ -137,13 +138,12 @@ def parameter_stages(model, variables, x: Array) -> Stages:
       model, LinenModel) else None
   if declared is not None:
     return tuple((name, tuple(keys)) for name, keys in declared)
-  leaves = jax.tree.leaves(variables)
   names = _top_level_names(variables)
   groups = sorted(set(names), key=names.index)
-  structure = jax.tree.structure(variables)
-  spec = lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a))
+  structure, specs = shape_structure(variables)
   jaxpr = jax.make_jaxpr(lambda images, *values: model.logits(
-      jax.tree.unflatten(structure, values), images))(spec(x), *[spec(a) for a in leaves])
+      jax.tree.unflatten(structure, values), images))(
+          jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), *specs)
   # invars: the images, then one per leaf.
   sources = {var: frozenset({groups.index(name)})
              for var, name in zip(jaxpr.jaxpr.invars[1:], names)}
@@ -297,7 +297,7 @@ def model_randomization(method: MethodLike, model, variables, x: Array,
   entry = get_method(method) if isinstance(method, (str, Method)) else method
   traced = {k: v for k, v in options.items() if isinstance(v, (jax.Array, np.ndarray))}
   static = tuple(sorted((k, v) for k, v in options.items() if k not in traced))
-  target = predicted_class(model, variables, x) if target is None else jnp.asarray(target)
+  target = predict(model, variables, x) if target is None else jnp.asarray(target)
   spearman_, ssim_ = _cascade(entry, model, variables, random_variables,
                               stage_from_head(variables, stages), x, target, method_key,
                               traced, static, len(stages))
@@ -319,7 +319,7 @@ def _init(module, key, x):
 def _maps(result: Array) -> Array:
   """A method's result as what the similarities compare: relevance maps (B, H, W), or region
   coefficients (B, 1, R) without column 0 (label 0)."""
-  return {4: lambda r: jnp.abs(r).sum(-1), 3: jnp.abs,
+  return {4: lambda r: relevance_of(r, 'input'), 3: lambda r: relevance_of(r, 'layer'),
           2: lambda r: r[:, None, 1:]}[result.ndim](result)
 
 
@@ -331,12 +331,12 @@ def _cascade(method, model, variables, random_variables, stage_of_leaf, x, targe
   options = {**traced_options, **dict(static_options)}
   explain = lambda v: _maps(method(model, v, x, target, key=key, **options))
   original = explain(variables)
+  normalized = min_max_normalize(original)  # the trained map's, shared by every step
 
   def after(step):
     mixed = jax.tree.map(lambda trained, fresh, stage: jnp.where(stage <= step, fresh, trained),
                          variables, random_variables, stage_of_leaf)
     randomized = explain(mixed)
-    return spearman(original, randomized), ssim(min_max_normalize(original),
-                                                min_max_normalize(randomized))
+    return spearman(original, randomized), ssim(normalized, min_max_normalize(randomized))
 
   return lax.map(after, jnp.arange(num_stages))

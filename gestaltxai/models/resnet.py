@@ -281,7 +281,7 @@ class ResNet(nn.Module):
 
     stage_fns = {
         'stem': self._stem,
-        **{f'layer{i + 1}': run_stage(i) for i in range(len(self.stage_sizes))},
+        **{layer: run_stage(i) for i, layer in enumerate(self.layers)},
         'pool': self._pool,
         'logits': lambda h, train: self.fc(h).astype(jnp.promote_types(self.dtype, jnp.float32)),
     }
@@ -311,8 +311,7 @@ class ResNet(nn.Module):
   @property
   def stage_names(self) -> tuple[str, ...]:
     """The points of this network, in order (:data:`STAGES` for ResNet-50)."""
-    layers = tuple(f'layer{i + 1}' for i in range(len(self.stage_sizes)))
-    return ('input', 'stem', *layers, 'pool', 'logits')
+    return ('input', 'stem', *self.layers, 'pool', 'logits')
 
   @staticmethod
   def _run_blocks(blocks, x, train):

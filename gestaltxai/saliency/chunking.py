@@ -195,6 +195,13 @@ def _is_empty(items: Any) -> bool:
   return _num_items(items) == 0
 
 
+def auto_chunked_map(fn: Callable[[Any], Any], items: Any, batch: int,
+                     max_batch: Optional[int] = None,
+                     memory_budget: Optional[int] = None) -> Any:
+  """:func:`chunked_map` in passes of :func:`chunk_size`'s choice (``batch`` images per item)."""
+  return chunked_map(fn, items, chunk_size(fn, items, batch, max_batch, memory_budget))
+
+
 def chunked_map(fn: Callable[[Any], Any], items: Any, chunk: int) -> Any:
   """``vmap(fn)(items)``, evaluated ``chunk`` items at a time, one pass after another.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.saliency.chunking import chunk_size, chunked_map
+from gestaltxai.saliency.chunking import auto_chunked_map
 from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
 from gestaltxai.saliency.registry import method, optional, positive_int, positive_ints
 
@@ -75,8 +75,8 @@ def occlusion(model, variables, x, target, *, key=None, window=15, stride=8, bas
 
   n_rows, n_cols = rows.shape[0], cols.shape[0]
   index = jnp.divmod(jnp.arange(n_rows * n_cols), n_cols)
-  chunk = chunk_size(occluded_logits, index, x.shape[0], max_batch, memory_budget)
-  scores = chunked_map(occluded_logits, index, chunk)  # (windows, B)
+  scores = auto_chunked_map(occluded_logits, index, x.shape[0], max_batch,
+                            memory_budget)  # (windows, B)
   drops = (target_logits(x)[None] - scores).reshape(n_rows, n_cols, -1)
   # Windows are separable (row band x column band), so the sum of each
   # window's drop over its pixels is two small matrix products.

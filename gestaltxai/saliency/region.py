@@ -14,6 +14,7 @@ mask, on the logit, with label 0 held fixed.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.regions.maps import REFERENCE_REGIONS
-from gestaltxai.saliency.chunking import chunk_size, chunked_map
+from gestaltxai.saliency.chunking import auto_chunked_map
 from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
 from gestaltxai.saliency.registry import method, optional, positive_int
 
@@ -106,7 +107,7 @@ def _coalition_value(score, batch: int):
   return lambda present: score(_per_image(jnp.concatenate([no_region, ~present]), batch))
 
 
-def _with_label_zero(per_player: Array) -> Array:
+def with_label_zero(per_player: Array) -> Array:
   """(B, R) per player -> (B, R + 1): column 0 (label 0, no player) is 0."""
   return jnp.pad(per_player, ((0, 0), (1, 0)))
 
@@ -137,11 +138,10 @@ def region_occlusion(model, variables, x, target, *, key=None, regions,
   score = _region_scores(model, variables, x, target, labels, broadcast_baseline(baseline, x))
   batch, players = x.shape[0], jnp.arange(1, num_regions)
   occluded_score = lambda player: score(_per_image(jnp.arange(num_regions) == player, batch))
-  occluded = chunked_map(occluded_score, players,
-                         chunk_size(occluded_score, players, batch, max_batch,
-                                    memory_budget))  # (R, B)
+  occluded = auto_chunked_map(occluded_score, players, batch, max_batch,
+                              memory_budget)  # (R, B)
   drops = gather_targets(model.logits(variables, x), target)[:, None] - occluded.T
-  return _with_label_zero(drops).astype(result_dtype(x))
+  return with_label_zero(drops).astype(result_dtype(x))
 
 
 def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -237,10 +237,10 @@ def region_shapley(model, variables, x, target, *, key=None, regions,
   labels = _check_labels(regions, x)
   score = _region_scores(model, variables, x, target, labels, broadcast_baseline(baseline, x))
   batch, dtype = x.shape[0], result_dtype(x)
-  chunking = lambda fn, items: chunked_map(
-      fn, items, chunk_size(fn, items, batch, max_batch, memory_budget))
+  chunking = functools.partial(auto_chunked_map, batch=batch, max_batch=max_batch,
+                               memory_budget=memory_budget)
   if num_regions - 1 <= max_exact_regions:
     values = _exact_shapley(score, num_regions, batch, chunking, dtype)
   else:
     values = _sampled_shapley(score, num_regions, batch, chunking, dtype, key, permutations)
-  return _with_label_zero(values).astype(dtype)
+  return with_label_zero(values).astype(dtype)

@@ -411,19 +411,21 @@ class CompiledMethod:
     self._static_required = tuple(entry.required - entry.traced)
 
   def __call__(self, variables, x, target=None, key=None, **traced_options):
+    return _run(*self._arguments(variables, x, target, key, traced_options))
+
+  def lower(self, variables, x, target=None, key=None, **traced_options):
+    """``jax.jit(...).lower`` of the same call: for XLA's cost and memory analysis."""
+    return _run_top.lower(*self._arguments(variables, x, target, key, traced_options))
+
+  def _arguments(self, variables, x, target, key, traced_options) -> tuple:
+    """The compiled path's arguments; a static option given per call is refused."""
     unknown = set(traced_options) - self.method.traced
     if unknown:
       raise ValueError(f'{self.method.name}: per-call options are {sorted(self.method.traced)}; '
                        f'{sorted(unknown)} must be given to compiled()')
     traced, _ = _split_options(self.method, traced_options, x, self._static_required)
-    return _run(self.method.name, self.model, variables, x, target, key, traced,
-                self.static_options, self.dtype, self.output)
-
-  def lower(self, variables, x, target=None, key=None, **traced_options):
-    """``jax.jit(...).lower`` of the same call: for XLA's cost and memory analysis."""
-    traced, _ = _split_options(self.method, traced_options, x, self._static_required)
-    return _run_top.lower(self.method.name, self.model, variables, x, target, key, traced,
-                          self.static_options, self.dtype, self.output)
+    return (self.method.name, self.model, variables, x, target, key, traced,
+            self.static_options, self.dtype, self.output)
 
 
 def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None,
@@ -487,13 +489,13 @@ def _check_target_values(target, model, variables, x) -> None:
     raise ValueError(f'target must be (B,) or (B, T) int with B = {x.shape[0]}, got shape '
                      f'{target.shape} dtype {target.dtype}')
   num_classes = _num_classes(model, jax.ShapeDtypeStruct(x.shape, x.dtype),
-                             _shape_structure(variables))
+                             shape_structure(variables))
   if target.min() < 0 or target.max() >= num_classes:
     bad = sorted({int(t) for t in target.ravel() if not 0 <= t < num_classes})
     raise ValueError(f'target classes must lie in [0, {num_classes}); got {bad}')
 
 
-def _shape_structure(tree):
+def shape_structure(tree):
   """A hashable stand-in for a pytree of arrays: its structure and leaf shapes and dtypes."""
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
