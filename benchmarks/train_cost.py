@@ -25,8 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks.method_cost import xla_flops  # pylint: disable=wrong-import-position
 from benchmarks.records import make_record, write_record  # pylint: disable=wrong-import-position
 from experiments.configs import CONFIGS  # pylint: disable=wrong-import-position
+from gestaltxai.models import random_vggface2_state_dict  # pylint: disable=wrong-import-position
 from gestaltxai.train import (  # pylint: disable=wrong-import-position
     DataParallel, TrainState, make_optimizer)
 
@@ -61,19 +63,16 @@ def jax_step_seconds(config, repeats: int) -> tuple[float, float, float]:
     state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     runs.append(time.perf_counter() - started)
-  analysis = compiled.cost_analysis()
-  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-  return compile_s, statistics.median(runs), float((analysis or {}).get('flops', float('nan')))
+  return compile_s, statistics.median(runs), xla_flops(compiled)
 
 
 def torch_step_seconds(config, repeats: int) -> float:
   """Median seconds of the same SGD step on the PyTorch VGGFace2 ResNet-50 (first device)."""
   import torch  # pylint: disable=import-outside-toplevel
   from benchmarks.torch_vggface2 import from_state_dict  # pylint: disable=import-outside-toplevel
-  from tests.numpy_reference import random_state_dict  # pylint: disable=import-outside-toplevel
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
-  model = from_state_dict(random_state_dict(np.random.default_rng(0), NUM_CLASSES),
-                          'reference', device=device).train()
+  model = from_state_dict(random_vggface2_state_dict(0, NUM_CLASSES), 'reference',
+                          device=device).train()
   head = list(model.fc.parameters())
   body = [p for n, p in model.named_parameters() if not n.startswith('fc.')]
   optimizer = torch.optim.SGD([{'params': body}, {'params': head, 'lr': 10 * config.learning_rate}],

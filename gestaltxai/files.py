@@ -30,6 +30,12 @@ def write_json(path: pathlib.Path, value: Any) -> None:
   atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1, default=json_default)))
 
 
+def save_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
+  """``np.savez`` to exactly ``path`` (given a name, NumPy would append ``.npz``)."""
+  with open(path, 'wb') as f:
+    np.savez(f, **arrays)
+
+
 def json_default(value):
   if isinstance(value, (np.integer, np.floating, np.bool_)):
     return value.item()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 
 
 def run(args) -> None:
-  import numpy as np
-
+  from gestaltxai.files import atomic_write, save_npz
   from gestaltxai.models.port import port_vggface2, read_state_dict
   out = pathlib.Path(args.output)
   if out.suffix != '.npz':
@@ -19,9 +16,7 @@ def run(args) -> None:
   weights = read_state_dict(args.input)
   port_vggface2(weights)  # refuse a file the model cannot use before writing it
   out.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=out.parent, suffix='.partial', delete=False) as f:
-    np.savez(f, **weights)
-  os.replace(f.name, out)
+  atomic_write(out, lambda path: save_npz(path, weights))
   head = weights['fc.weight'].shape[0] if 'fc.weight' in weights else '?'
   print(f'{out}: {len(weights)} arrays ({head}-way head); load it with '
         'gestaltxai.models.load_vggface2 or --weights')

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import pathlib
 
+from gestaltxai.cli import int_at_least
+
 
 def run(args) -> None:
   from gestaltxai.train import distributed
@@ -76,28 +78,21 @@ def add_parser(commands) -> None:
   parser.add_argument('--method-options', help='JSON: {"integrated_gradients": {"steps": 50}}')
   parser.add_argument('--regions', default='reference', help='reference (default) or fine')
   parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
-  parser.add_argument('--batch-size', type=_positive, default=32,
+  parser.add_argument('--batch-size', type=int_at_least(1), default=32,
                       help='images per step on this process (rounded up to the devices)')
-  parser.add_argument('--shard-size', type=_positive, default=256,
+  parser.add_argument('--shard-size', type=int_at_least(1), default=256,
                       help='images per shard, the unit written and resumed')
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'))
   parser.add_argument('--format', help='parquet or csv (default: from the --out suffix)')
   parser.add_argument('--seed', type=int, default=0, help='randomness of the noise methods')
   parser.add_argument('--workers', type=int, default=0, help='decoding processes (default: threads)')
   parser.add_argument('--process-index', type=int, help='this job of --process-count (SLURM array)')
-  parser.add_argument('--process-count', type=_positive)
+  parser.add_argument('--process-count', type=int_at_least(1))
   parser.add_argument('--coordinator', help='host:port of process 0 of a jax.distributed run')
-  parser.add_argument('--num-processes', type=_positive)
+  parser.add_argument('--num-processes', type=int_at_least(1))
   parser.add_argument('--process-id', type=int)
   parser.add_argument('--distributed', action='store_true',
                       help='let JAX find the cluster (SLURM, TPU pod) and join it')
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
   parser.set_defaults(run=run)
 
-
-def _positive(text: str) -> int:
-  import argparse  # pylint: disable=import-outside-toplevel
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-  return value

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from gestaltxai.data.builders import SIZE, SPLIT, SPLITS
+from gestaltxai.data.builders import SIZE, SPLIT, SPLITS, complete_datasets
 from gestaltxai.regions.maps import LAPA_FLIP
 
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -49,9 +49,9 @@ def find_dataset_dir(path: str | pathlib.Path) -> pathlib.Path:
   path = pathlib.Path(path)
   if not path.exists():
     raise FileNotFoundError(f'no dataset at {path}: the folder does not exist')
-  if (path / 'dataset_info.json').exists():
+  found = complete_datasets(path)
+  if path in found:
     return path
-  found = sorted(p.parent for p in path.glob('**/dataset_info.json'))
   if len(found) != 1:
     hint = '' if found else ' (make one with `gestaltxai prepare`)'
     raise FileNotFoundError(f'expected one prepared dataset under {path}, found {len(found)}'

@@ -28,8 +28,8 @@ from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, ite
                                       plan_batches)
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
-from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards, save_npz
-from gestaltxai.files import atomic_write, write_json
+from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
+from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
 
@@ -125,10 +125,7 @@ def fingerprint_files(path: pathlib.Path) -> str:
 
 
 def dataset_fingerprint(dataset: FaceDataset) -> str:
-  """The builder's fingerprint of its inputs when it recorded one, else one of its files."""
-  recorded = dataset.metadata.get('fingerprint')
-  if isinstance(recorded, str):
-    return recorded
+  """sha256 of the dataset folder's file names and sizes."""
   digest = hashlib.sha256()
   for file in sorted(dataset.directory.iterdir()):
     if file.is_file():

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from gestaltxai.files import atomic_write, differences, json_default, write_json
+from gestaltxai.files import atomic_write, differences, json_default, save_npz, write_json
 
 MANIFEST = 'manifest.json'
 FORMATS = ('parquet', 'csv')
@@ -117,11 +117,6 @@ class ShardStore:
 
     atomic_write(self.table, write)
     return rows
-
-
-def save_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
-  with open(path, 'wb') as f:
-    np.savez(f, **arrays)
 
 
 def _plain(value):
