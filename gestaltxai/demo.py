@@ -249,8 +249,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
 
   stage(f'report -> {paths.report}')
   write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
-                            data_dir=directory, rq1=Rq1Config(control=CONTROL),
-                            ground_truth=paths.summary), paths.report)
+                            data_dir=directory, ground_truth=paths.summary), paths.report)
   stage.finish()
   log('')
   log(summary_table(summary))

@@ -34,11 +34,7 @@ _PARSERS = {'str': str, 'int': int, 'float': float, 'bool': _parse_bool,
 def write_rows(path: str | os.PathLike, rows: Iterable[Row], row_type: type) -> None:
   """Writes dataclass rows as CSV with one column per field, in field order."""
   names = [field.name for field in dataclasses.fields(row_type)]
-  with open(path, 'w', newline='', encoding='utf-8') as f:
-    writer = csv.writer(f)
-    writer.writerow(names)
-    for row in rows:
-      writer.writerow([getattr(row, name) for name in names])
+  write_table(path, names, ([getattr(row, name) for name in names] for row in rows))
 
 
 def read_rows(path: str | os.PathLike, row_type: type) -> list:

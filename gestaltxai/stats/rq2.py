@@ -98,8 +98,9 @@ def rq2(table: CoefficientTable, hpo: HpoAnnotations,
   """
   if 'fold' not in table:
     raise ValueError(f'{table.path}: RQ2 correlates per fold and the table has no fold column')
+  found, missing = _annotated_rows(table, hpo)
   absent: dict[str, list[str]] = {}
-  for source, name in _annotated_rows(table, hpo)[1]:
+  for source, name in missing:
     absent.setdefault(source, []).append(name)
   # One row per annotation file: a table of some folds leaves out the others' images.
   skipped = [Skipped('rq2', '', source, '', f'{len(names)} annotated image(s) not in '
@@ -112,7 +113,6 @@ def rq2(table: CoefficientTable, hpo: HpoAnnotations,
   regions = [r for r in hpo.grouping if r in present]
   skipped += [Skipped('rq2', '', '', region, f'no {region}{config.suffix} column in {table.path}')
               for region in hpo.grouping if region not in present]
-  found = _annotated_rows(table, hpo)[0]
   scores = hpo.region_scores()
   folds = sorted({int(f) for f in table['fold'][np.isfinite(table['fold'])]})
   correlations = []

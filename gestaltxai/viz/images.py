@@ -75,10 +75,11 @@ def overlay(image_rgb, relevance, *, cmap: str = 'turbo', alpha: float = 0.5,
     raise ValueError(f'relevance {relevance.shape} does not match the image {image.shape[:2]}')
   if not 0.0 <= alpha <= 1.0:
     raise ValueError(f'alpha must be in [0, 1], got {alpha}')
-  low, high = robust_range(relevance)
-  low = low if vmin is None else vmin
-  high = high if vmax is None else vmax
-  return (1.0 - alpha) * image + alpha * colorize(relevance, low, high, cmap)
+  if vmin is None or vmax is None:  # callers that share a range give both
+    low, high = robust_range(relevance)
+    vmin = low if vmin is None else vmin
+    vmax = high if vmax is None else vmax
+  return (1.0 - alpha) * image + alpha * colorize(relevance, vmin, vmax, cmap)
 
 
 @functools.lru_cache(maxsize=None)

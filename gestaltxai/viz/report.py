@@ -25,6 +25,7 @@ import numpy as np
 from gestaltxai import __version__
 from gestaltxai.stats import hpo as hpo_lib
 from gestaltxai.stats import results as results_lib
+from gestaltxai.stats.records import Skipped
 from gestaltxai.stats.rq1 import Rq1Config, Rq1Test
 from gestaltxai.stats.rq2 import Rq2Correlation
 from gestaltxai.stats.table import CoefficientTable, read_table
@@ -279,7 +280,7 @@ def _rq1_section(table: CoefficientTable, results, config: Rq1Config) -> _Sectio
     section.blocks.append(_details(f'All {len(tests)} tests', [_rows_table(tests, Rq1Test)]))
   if rq1_skipped:
     section.blocks.append(_details(f'{len(rq1_skipped)} tests skipped',
-                                   [_skipped_table(rq1_skipped)]))
+                                   [_rows_table(rq1_skipped, Skipped)]))
   return section
 
 
@@ -323,11 +324,6 @@ def _rows_table(rows, row_type) -> dict:
   return _table(names, [[getattr(row, n) for n in names] for row in rows])
 
 
-def _skipped_table(skipped) -> dict:
-  return _table(['analysis', 'method', 'group', 'region', 'reason'],
-                [[s.analysis, s.method, s.group, s.region, s.reason] for s in skipped])
-
-
 def _rq2_section(results) -> _Section:
   section = _Section('rq2', 'RQ2: agreement with clinicians')
   if results.rq2 is None:
@@ -359,7 +355,7 @@ def _rq2_section(results) -> _Section:
     section.blocks.append(_note('No RQ2 correlation could be computed; the reasons are listed '
                                 'below.'))
   if skipped:
-    section.blocks.append(_details(f'{len(skipped)} skipped', [_skipped_table(skipped)]))
+    section.blocks.append(_details(f'{len(skipped)} skipped', [_rows_table(skipped, Skipped)]))
   return section
 
 
@@ -510,7 +506,7 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
   """
   table = read_table(report_inputs.table)
   results = _stats_results(report_inputs, table)
-  config = results.rq1_config if report_inputs.stats is not None else report_inputs.rq1
+  config = results.rq1_config  # the stats folder's, or report_inputs.rq1 when computed here
   warnings = []
   if report_inputs.stats is not None and report_inputs.hpo is not None:
     warnings.append(f'--hpo {report_inputs.hpo} is not used: RQ2 comes from --stats '
