@@ -44,6 +44,7 @@ def _finish(job, done: dict) -> None:
   from pyarrow import csv as pa_csv
 
   from gestaltxai import extract
+  from gestaltxai.stats.table import OK
   if done['missing']:
     print(f'{len(done["missing"])} shards are left for other processes; the table is written '
           'by whichever finishes last (or by this command run again)')
@@ -52,7 +53,7 @@ def _finish(job, done: dict) -> None:
   table = (pq.read_table(job.table, columns=['status']) if job.out_format == 'parquet'
            else pa_csv.read_csv(job.table))
   statuses = collections.Counter(table.column('status').to_pylist())
-  problems = {s: n for s, n in statuses.items() if s != extract.spec.OK}
+  problems = {s: n for s, n in statuses.items() if s != OK}
   print(f'{provenance["rows"]} rows ({provenance["images"]} images x {len(job.methods)} '
         f'methods) -> {job.table}')
   if problems:

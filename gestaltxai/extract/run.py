@@ -32,6 +32,7 @@ from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
 from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
+from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
 REFERENCE_METHODS = ('gradient', 'smoothgrad', 'integrated_gradients', 'guided_backprop',
@@ -331,7 +332,7 @@ class Extraction:
         for row in rows:
           status = self._status(batch['problem'][row], bool(result['finite'][row]),
                                 result['coefficients'][row])
-          problems += status != specs.OK
+          problems += status != OK
           self._add_row(columns, shard.fold, spec.name, batch, row, part, result, status)
           if batch['usable'][row] and result['finite'][row]:  # as the device's class sums
             class_counts[m, batch['label'][row]] += 1
@@ -364,7 +365,7 @@ class Extraction:
       return 'non-finite relevance'
     empty = [name for name, value in zip(self.region_set.columns, coefficients[1:])
              if np.isnan(value)]
-    return f'empty region: {", ".join(empty)}' if empty else specs.OK
+    return f'empty region: {", ".join(empty)}' if empty else OK
 
   def _add_row(self, columns, fold, method, batch, row, part, result, status) -> None:
     usable = not batch['problem'][row]
@@ -382,7 +383,7 @@ class Extraction:
     columns['label'].append(self.classes[batch['label'][row]])
     columns['predicted'].append(self.classes[part['predicted'][row]] if usable else None)
     for c, name in enumerate(self.classes):
-      columns[f'p_{name}'].append(float(part['probabilities'][row, c]) if usable else np.nan)
+      columns[f'{specs.PROBABILITY_PREFIX}{name}'].append(float(part['probabilities'][row, c]) if usable else np.nan)
     columns['status'].append(status)
 
   def assemble(self, run_info: Optional[dict] = None) -> dict:

@@ -16,15 +16,14 @@ from gestaltxai.regions.hpo import HPO_REGIONS, hpo_region_map
 from gestaltxai.regions.landmarks import FINE_REGIONS, fine_region_map
 from gestaltxai.regions.maps import REFERENCE_REGIONS
 from gestaltxai.saliency.registry import METHODS, Method, get_method
+# The table's column names and a complete row's status are its reader's: ``eye_xai``
+# (RQ1), ``eye_xai_norm`` (RQ2: relevance min-max normalised per image first),
+# ``p_<class>``, ``ok``.
+from gestaltxai.stats.table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
+from gestaltxai.stats.table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 
-#: Suffix of the RQ1 coefficient columns (``eye_xai``) and of the RQ2 ones, whose
-#: relevance is min-max normalised per image first (``eye_xai_norm``).
-COEFFICIENT_SUFFIX = '_xai'
-NORMALIZED_SUFFIX = '_xai_norm'
 #: Options the table's regions fill in for region methods (their players).
 REGION_OPTIONS = ('regions', 'num_regions')
-#: A row's status when its coefficients are all there.
-OK = 'ok'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,4 +136,4 @@ def columns(region_set: RegionSet, classes: Sequence[str]) -> list[str]:
   return ['image_name', 'fold', 'method',
           *(f'{r}{COEFFICIENT_SUFFIX}' for r in region_set.columns),
           *(f'{r}{NORMALIZED_SUFFIX}' for r in RQ2_REGIONS.columns),
-          'label', 'predicted', *(f'p_{c}' for c in classes), 'status']
+          'label', 'predicted', *(f'{PROBABILITY_PREFIX}{c}' for c in classes), 'status']
