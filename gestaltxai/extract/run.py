@@ -435,8 +435,8 @@ class Extraction:
     if 'image_sums' in totals:
       mean = totals['image_sums'] / np.maximum(totals['image_counts'], 1)[:, None, None, None]
       out['mean_image'] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
-    first = self.store.maps(self.shards[0])
-    out.update({k: v for k, v in first.items() if k.startswith(EXAMPLES_PREFIX)})
+    # Only the first shard holds examples, so its arrays came through the sum unchanged.
+    out.update({k: v for k, v in totals.items() if k.startswith(EXAMPLES_PREFIX)})
     atomic_write(maps_path(self.table), lambda p: save_npz(p, out))
 
 
@@ -501,7 +501,8 @@ def extraction(data_dir, out, *, runs=None, weights=None,
       if not 1 <= fold <= dataset.num_folds:
         raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
                          f'1..{dataset.num_folds}')
-    sources = {fold: ModelSource(best_epoch_dir(pathlib.Path(runs) / f'fold-{fold}'), True)
+    from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
+    sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
                for fold in folds}
     fold_indices = {fold: dataset.indices(fold, 'test') for fold in folds}
   else:
