@@ -20,6 +20,7 @@ import pytest
 from gestaltxai import cli, extract
 from gestaltxai.data.pipeline import FaceDataset, resize_record, to_model_input
 from gestaltxai.train import load_checkpoint
+from tests.tolerances import assert_float32_paths_agree
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METHODS = ('gradient', 'smoothgrad', 'grad_cam')
@@ -68,18 +69,23 @@ def fold_one(rows):
   return [r for r in rows if r['fold'] == 1]
 
 
-def assert_same_rows(rows, expected, rtol=1e-6):
+def assert_same_rows(rows, expected):
+  """The same rows; float columns up to float32 reordering on each column's scale.
+
+  Other process counts, devices and batch compositions compile other programs,
+  so the coefficients agree to float32 rounding (tests/tolerances.py), not bits.
+  """
   key = lambda r: (r['fold'], r['image_name'], r['method'])
   assert len(rows) == len({key(r) for r in rows}), 'a row appears twice'
   by_key = {key(r): r for r in rows}
   assert set(by_key) == {key(r) for r in expected}
-  for row in expected:
-    got = by_key[key(row)]
-    for column, value in row.items():
-      if isinstance(value, float):
-        np.testing.assert_allclose(got[column], value, rtol=rtol, atol=1e-9, err_msg=column)
-      else:
-        assert got[column] == value, column
+  got = [by_key[key(row)] for row in expected]
+  for column, value in expected[0].items():
+    if isinstance(value, float):
+      assert_float32_paths_agree([g[column] for g in got], [r[column] for r in expected],
+                                 err_msg=column)
+    else:
+      assert [g[column] for g in got] == [r[column] for r in expected], column
 
 
 def test_coefficients_equal_a_hand_computation(study, reference_table):
@@ -162,7 +168,7 @@ def test_four_devices_give_the_one_device_table(study, reference_table, tmp_path
                 env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
   _, stderr = job.communicate(timeout=600)
   assert job.returncode == 0, stderr[-2000:]
-  assert_same_rows(pq.read_table(out).to_pylist(), fold_one(reference_table), rtol=1e-5)
+  assert_same_rows(pq.read_table(out).to_pylist(), fold_one(reference_table))
 
 
 def test_other_arguments_are_refused_naming_what_differs(study, reference_table, tmp_path):

@@ -12,6 +12,7 @@ from gestaltxai.saliency.full_gradient import fullgrad_terms
 from tests import numpy_lrp
 from tests.conftest import randomize_batch_stats
 from tests.test_saliency import torch_bicubic_reference
+from tests.tolerances import assert_float32_paths_agree
 from tests.toy_models import ConvNoPool, TwoLayer
 
 LRP_METHODS = ('lrp_epsilon_plus', 'lrp_epsilon_plus_flat', 'lrp_epsilon_alpha2_beta1',
@@ -219,10 +220,9 @@ def test_uncanonized_batchnorm_passes_relevance_unchanged(two_layer):
       return jnp.full_like(leaf, 1.0 if name == 'scale' else 1.0 - 1e-5)
     return jnp.zeros_like(leaf) if name in ('mean',) or (name == 'bias' and 'fc' not in str(path)) else leaf
   plain = jax.tree_util.tree_map_with_path(identity, variables)
-  np.testing.assert_allclose(
+  assert_float32_paths_agree(
       saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=True),
-      saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=False),
-      rtol=1e-4, atol=1e-8)
+      saliency.attribute('lrp_epsilon_plus', model, plain, x, target, canonize=False))
 
 
 def test_deeplift_sums_to_delta_without_max_pool():
@@ -247,7 +247,7 @@ def test_deeplift_shared_reference_equals_one_reference_per_image(tiny_resnet):
   shared = saliency.attribute('deeplift', model, variables, x, target, baseline=0.2)
   per_image = saliency.attribute('deeplift', model, variables, x, target,
                                  baseline=np.full((3, 1, 1, 1), 0.2, np.float32))
-  np.testing.assert_allclose(shared, per_image, rtol=1e-5, atol=1e-7)
+  assert_float32_paths_agree(shared, per_image)
 
 
 def test_deeplift_sums_to_delta_on_a_resnet(tiny_resnet):

@@ -10,6 +10,7 @@ from gestaltxai import saliency
 from gestaltxai.saliency import registry
 from gestaltxai.saliency.resize import resize_matrix
 from tests import numpy_reference
+from tests.tolerances import assert_float32_paths_agree
 from tests.toy_models import Linear, Quadratic
 
 
@@ -98,10 +99,10 @@ def test_smoothgrad_with_zero_noise_equals_the_gradient(tiny_resnet, images):
   grad = saliency.attribute('gradient', model, variables, images, target)
   smooth = saliency.attribute('smoothgrad', model, variables, images, target, noise_level=0.0,
                               samples=5)
-  np.testing.assert_allclose(smooth, grad, rtol=1e-5, atol=1e-7)
+  assert_float32_paths_agree(smooth, grad)
   # zennit: with one sample, that sample is the clean input.
   one = saliency.attribute('smoothgrad', model, variables, images, target, samples=1)
-  np.testing.assert_allclose(one, grad, rtol=1e-5, atol=1e-7)
+  assert_float32_paths_agree(one, grad)
 
 
 def test_noise_family_on_a_linear_model():
@@ -246,7 +247,7 @@ def test_relevance_is_channel_sum_of_absolute_attribution(tiny_resnet, images):
   model, variables = tiny_resnet
   attribution = saliency.attribute('input_x_gradient', model, variables, images)
   rel = saliency.relevance('input_x_gradient', model, variables, images)
-  np.testing.assert_allclose(rel, np.abs(np.asarray(attribution)).sum(-1), rtol=1e-6)
+  assert_float32_paths_agree(rel, np.abs(np.asarray(attribution)).sum(-1))
   assert rel.shape == (2, 32, 32)
 
 
