@@ -20,7 +20,7 @@ folds          (K,) int8              per fold: 0 train, 1 val, 2 test
 
 ``metadata.json`` records the classes, the split roles (``split_roles``: which
 split trains, selects the epoch, is held out and is annotated, see
-:mod:`gestaltxai.data.roles`), each fold's BGR channel mean over its
+:mod:`gestaltxai.roles`), each fold's BGR channel mean over its
 training images (as the reference computes them), every image that could
 not be used with the reason (``skipped``), per-image warnings (several
 faces in a photo, labels that differ only by case), how many faces each
@@ -60,7 +60,8 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gestaltxai.data import examples, roles, staging, synthetic, tables
+from gestaltxai import paper, roles
+from gestaltxai.data import examples, staging, synthetic, tables
 from gestaltxai.data.detect import DETECTORS
 # Re-exported: scripts align single photos with it.
 from gestaltxai.data.examples import aligned_example  # noqa: F401  pylint: disable=unused-import
@@ -69,8 +70,7 @@ SIZE = examples.SIZE
 SPLITS = ('train', 'val', 'test')
 #: The one TFDS split; fold membership is a feature, so no image is stored twice.
 SPLIT = 'faces'
-NIH_CLASSES = ('22q11DS', 'Angelman', 'BWS', 'CdLS', 'Down', 'KS', 'NS', 'PWS', 'RSTS1',
-               'Unaffected', 'WHS', 'WS')
+NIH_CLASSES = paper.NIH_CLASSES
 NIH_FOLDS = 5
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 0

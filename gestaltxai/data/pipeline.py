@@ -33,7 +33,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from gestaltxai.data.builders import SIZE, SPLIT, SPLITS, complete_datasets, split_roles
-from gestaltxai.data.roles import SplitRoles
+from gestaltxai.roles import SplitRoles
 from gestaltxai.regions.maps import LAPA_FLIP
 
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -135,7 +135,7 @@ class FaceDataset:
   @property
   def roles(self) -> SplitRoles:
     """Which split trains, selects the epoch, is held out and is annotated
-    (:mod:`gestaltxai.data.roles`)."""
+    (:mod:`gestaltxai.roles`)."""
     return split_roles(self.metadata)
 
   def role_indices(self, fold: int, role: str) -> np.ndarray:
