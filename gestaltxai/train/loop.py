@@ -1,6 +1,6 @@
 """Training one fold end to end: resume, epochs, epoch selection, checkpoints, held-out scores.
 
-The dataset's split roles (:mod:`gestaltxai.data.roles`) say which images
+The dataset's split roles (:mod:`gestaltxai.roles`) say which images
 train, which select the epoch (``val_*`` in the history) and which are held
 out and scored (``test`` in ``metrics.json``, the contract's name): on
 NIH-Faces the reference's ``val`` both selects and is scored, on our own
