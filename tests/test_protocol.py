@@ -153,3 +153,114 @@ def test_stats_follow_the_paper_and_fail_loudly_without_control_rows(nih_study, 
     results = stats.compute(stats.read_table(root / 'annotated.parquet'),
                             rq1_config=stats.Rq1Config(role='annotated'))
     stats.check_computed(results, stats.read_table(root / 'annotated.parquet'))
+
+
+# Cheap checks of the pieces, each against something written out here.
+
+def write_rows(path, rows):
+  """Rows (dicts with the same keys) -> a CSV coefficient table."""
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  return path
+
+
+def role_table(tmp_path, rng):
+  """Held-out rows of every class (two methods) plus annotated rows that must take no part
+  in RQ1: if they did, the counts would change."""
+  rows = []
+  for method in ('gradient', 'grad_cam'):
+    for label in (*FACES, 'Down'):
+      for i in range(6):
+        for role, split in (('held_out', 'val'), ('annotated', 'test')):
+          if role == 'annotated' and (label == paper.CONTROL or i >= 2):
+            continue
+          rows.append({'image_name': f'{label}Slide{i}{split}.png', 'fold': 1, 'split': split,
+                       'role': role, 'method': method, 'eye_xai': rng.normal(),
+                       'nose_xai': rng.normal(), 'mouth_xai': rng.normal(), 'label': label,
+                       **{f'p_{c}': 1.0 / len(paper.NIH_CLASSES) for c in paper.NIH_CLASSES},
+                       'status': 'ok'})
+  return stats.read_table(write_rows(tmp_path / 'roles.csv', rows))
+
+
+def test_rq1_reads_held_out_rows_and_the_paper_syndromes_on_nih_classes(tmp_path):
+  table = role_table(tmp_path, np.random.default_rng(1))
+  tests, _ = stats.rq1(table)
+  assert {t.syndrome for t in tests} == set(paper.SYNDROMES)     # not Down, on NIH classes
+  assert {(t.n_control, t.n_syndrome, t.m) for t in tests} == {(6, 6, 15)}
+  everything, _ = stats.rq1(table, stats.Rq1Config(syndromes=('all',), methods=('grad_cam',)))
+  assert {t.syndrome for t in everything} == set(FACES) - {paper.CONTROL} | {'Down'}
+  assert {t.method for t in everything} == {'grad_cam'} and {t.m for t in everything} == {18}
+  # Another class list: every class but the control.
+  assert stats.default_syndromes(['a', 'Unaffected', 'b'], 'Unaffected') == ['a', 'b']
+  with pytest.raises(ValueError, match=r'--methods: occlusion not in .*roles\.csv \(its '
+                     r'methods: gradient, grad_cam\)'):
+    stats.rq1(table, stats.Rq1Config(methods=('occlusion',)))
+
+
+def test_a_table_without_a_role_column_plays_every_role(tmp_path):
+  rows = [{'image_name': f'{label}{i}', 'fold': 1, 'method': 'gradient', 'label': label,
+           'eye_xai': float(i + (label == 'KS')), 'status': 'ok'}
+          for label in (paper.CONTROL, 'KS') for i in range(4)]
+  table = stats.read_table(write_rows(tmp_path / 'old.csv', rows))
+  assert table.in_role('held_out').all() and table.in_role('annotated').all()
+  assert roles.has_role('held_out+annotated', 'annotated')
+  assert not roles.has_role('held_out', 'annotated') and roles.has_role('all', 'annotated')
+
+
+def test_reference_hpo_scale_sums_the_notebooks_float32_values(tmp_path):
+  """1X + 2X is 0.999 in the notebook, below 3X; exact thirds tie them, and Spearman's r
+  follows the ranks (scipy on hand-made scores)."""
+  (tmp_path / 'hpo').mkdir()
+  cells = [('1X', '2X'), ('3X', ''), ('2X', ''), ('', '1X'), ('3X', '3X')]
+  with open(tmp_path / 'hpo' / 'NS.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['image_num', 'image_name', 'Hypertelorism', 'Ptosis', 'Other'])
+    for i, (a, b) in enumerate(cells):
+      writer.writerow([i, f'NSSlide{i}.png', a, b, ''])
+  hpo = stats.read_hpo(tmp_path / 'hpo')
+  share32 = {'': np.float32(0), '1X': np.float32(0.333), '2X': np.float32(0.666),
+             '3X': np.float32(1.0)}
+  notebook = [float(share32[a] + share32[b]) for a, b in cells]   # float32 + float32
+  exact = [{'': 0, '1X': 1, '2X': 2, '3X': 3}[a] / 3 + {'': 0, '1X': 1, '2X': 2, '3X': 3}[b] / 3
+           for a, b in cells]
+  assert hpo.region_scores('reference')['eye'].tolist() == notebook
+  np.testing.assert_allclose(hpo.region_scores()['eye'], exact, rtol=1e-15)
+  assert notebook[0] < notebook[1] and exact[0] == exact[1]
+  coefficients = [0.5, 0.4, 0.3, 0.2, 0.9]
+  rows = [{'image_name': f'NSSlide{i}.png', 'fold': 1, 'role': 'annotated', 'method': 'gradient',
+           'label': 'NS', 'eye_xai_norm': c, 'status': 'ok'} for i, c in enumerate(coefficients)]
+  table = stats.read_table(write_rows(tmp_path / 't.csv', rows))
+  for scale, scores in (('exact', exact), ('reference', notebook)):
+    correlations, _ = stats.rq2(table, hpo, stats.Rq2Config(hpo_scale=scale))
+    eye = next(c for c in correlations if c.region == 'eye')
+    assert eye.r == pytest.approx(spearman_r(coefficients, scores), rel=1e-12)
+  with pytest.raises(ValueError, match="HPO scale must be one of"):
+    hpo.region_scores('thirds')
+
+
+def spearman_r(x, y):
+  from scipy import stats as sps
+  return sps.spearmanr(x, y).statistic
+
+
+def test_the_kept_epoch_is_the_best_on_the_select_split_or_the_last():
+  from gestaltxai.train import TrainConfig
+  from gestaltxai.train.loop import chosen_epoch
+  history = [{'epoch': e, 'val_accuracy': a} for e, a in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6))]
+  assert chosen_epoch(history, 'best') == 2 and chosen_epoch(history, 'last') == 4
+  with pytest.raises(ValueError, match=r"selection must be one of \('best', 'last'\)"):
+    TrainConfig(selection='val')
+
+
+def test_datasets_record_their_split_roles():
+  assert builders.NihFaces.SPLIT_ROLES == roles.REFERENCE
+  assert builders.SyntheticFaces.SPLIT_ROLES == builders.FolderFaces.SPLIT_ROLES == roles.CLEAN
+  assert roles.REFERENCE.held_out == roles.REFERENCE.select == 'val'
+  assert roles.CLEAN.held_out == 'test' and roles.CLEAN.select == 'val'
+  # Datasets prepared before the roles were recorded: their builder's.
+  assert builders.split_roles({'build': {'builder': 'nih_faces'}}) == roles.REFERENCE
+  assert builders.split_roles({'build': {'builder': 'synthetic_faces'}}) == roles.CLEAN
+  recorded = {'split_roles': roles.REFERENCE.to_dict(), 'build': {'builder': 'folder_faces'}}
+  assert builders.split_roles(recorded) == roles.REFERENCE
