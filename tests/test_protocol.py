@@ -250,8 +250,24 @@ def test_the_kept_epoch_is_the_best_on_the_select_split_or_the_last():
   from gestaltxai.train.loop import chosen_epoch
   history = [{'epoch': e, 'val_accuracy': a} for e, a in ((1, 0.5), (2, 0.7), (3, 0.7), (4, 0.6))]
   assert chosen_epoch(history, 'best') == 2 and chosen_epoch(history, 'last') == 4
-  with pytest.raises(ValueError, match=r"selection must be one of \('best', 'last'\)"):
+  assert chosen_epoch(history, 'inner') == 2
+  with pytest.raises(ValueError, match=r"selection must be one of \('best', 'inner', 'last'\)"):
     TrainConfig(selection='val')
+
+
+def test_the_inner_split_sets_aside_a_fifth_of_each_class():
+  from gestaltxai.train.loop import inner_split
+  labels = np.repeat([0, 1, 2, 3], [10, 5, 1, 7])        # record index -> class
+  train = np.flatnonzero(np.arange(len(labels)) % 4 != 3)  # what the fold trains on
+  kept, select = inner_split(train, labels, seed=3)
+  assert set(kept) | set(select) == set(train) and not set(kept) & set(select)
+  for label in range(4):
+    members = [i for i in train if labels[i] == label]
+    chosen = [i for i in select if labels[i] == label]
+    expected = 0 if len(members) < 2 else max(1, round(0.2 * len(members)))
+    assert len(chosen) == expected, label
+  again, _ = inner_split(train, labels, seed=3)
+  assert again.tolist() == kept.tolist()
 
 
 def test_datasets_record_their_split_roles():

@@ -62,10 +62,11 @@ def add_parser(commands) -> None:
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
   train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
-  train.add_argument('--select', choices=('best', 'last'),
+  train.add_argument('--select', choices=('best', 'inner', 'last'),
                      help='the epoch kept: "best" accuracy on the select split (default, the '
-                          'reference\'s; on NIH-Faces that split is also the held-out one) or '
-                          'the "last", fixed by --epochs')
+                          'reference\'s; on NIH-Faces that split is also the held-out one), '
+                          '"inner": best on a fifth of the training images kept out of '
+                          'training, or the "last", fixed by --epochs')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
   multi = train.add_argument_group('multi-host (run the same command in every process)')
   multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')

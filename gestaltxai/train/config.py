@@ -17,9 +17,10 @@ from gestaltxai.models import ResNet
 #: Compute dtypes by name (parameters and optimizer state stay float32).
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 #: How the epoch a fold keeps is chosen: the best accuracy on the dataset's select split
-#: (the reference's train.py / test.py), or the last epoch, fixed in advance (``epochs``),
-#: which never looks at images it is scored on.
-SELECTIONS = ('best', 'last')
+#: (the reference's train.py / test.py), the best on an inner split (a share of each class's
+#: training images, not trained on), or the last epoch, fixed in advance (``epochs``). The
+#: last two never look at images the fold is scored on.
+SELECTIONS = ('best', 'inner', 'last')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +69,10 @@ class TrainConfig:
     cache: hold the resized records of the fold in memory (small datasets;
       saves decoding every epoch).
     seed: initialisation, shuffles and flips (epoch e uses (seed, e)).
-    selection: a key of :data:`SELECTIONS`: which epoch the fold keeps ('best' on the
-      select split, or the 'last'). On NIH-Faces the select split is the held-out
-      split (as the reference), so 'best' is optimistic there; 'last' is not.
+    selection: one of :data:`SELECTIONS`: which epoch the fold keeps ('best' on the
+      select split, 'inner': best on a share of the training images, or the 'last').
+      On NIH-Faces the select split is the held-out split (as the reference), so
+      'best' is optimistic there; 'inner' and 'last' are not.
   """
 
   name: str = 'reference'

@@ -15,7 +15,8 @@ builders ``val`` selects and ``test`` is scored.
   seconds}], "best_epoch", "test": {accuracy, macro_f1, weighted_f1,
   confusion, split, images, selection}}``, rewritten after every epoch
   (``test`` once the run ends); ``best_epoch`` is the chosen epoch (the best
-  on the select split, or the last with ``selection='last'``);
+  on the select split; with ``selection='inner'`` on a share of the training
+  images kept out of training; with ``selection='last'`` the last);
 * ``confusion.png``: the held-out confusion matrix of the chosen epoch.
 
 The same call on a folder that holds checkpoints resumes from the latest
@@ -120,14 +121,39 @@ class _Evaluator:
 TRAINING_ROLES = ('train', 'select', 'held_out')
 
 
-def _role_indices(dataset: FaceDataset, fold: int, batch_size: int) -> dict[str, np.ndarray]:
-  """{role: record indices} of the roles training reads, each checked non-empty."""
-  roles = dataset.roles
+#: ``selection='inner'``: the share of each class's training images set aside to choose the
+#: epoch on (at least one image of a class with two or more).
+INNER_SHARE = 0.2
+
+
+def inner_split(train: np.ndarray, labels: np.ndarray, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """(train, select): :data:`INNER_SHARE` of each class's training records, drawn with
+  ``seed``, leave training to choose the epoch on (sorted record indices)."""
+  rng = np.random.default_rng(seed)
+  select = []
+  for label in np.unique(labels[train]):
+    members = rng.permutation(train[labels[train] == label])
+    if len(members) > 1:
+      select.append(members[:max(1, int(round(INNER_SHARE * len(members))))])
+  select = np.sort(np.concatenate(select)) if select else np.zeros(0, np.int64)
+  return np.setdiff1d(train, select), select
+
+
+def _role_indices(dataset: FaceDataset, fold: int, config: TrainConfig) -> dict[str, np.ndarray]:
+  """{role: record indices} of the roles training reads, each checked non-empty; with
+  ``selection='inner'`` the select images come out of the training images."""
+  roles, batch_size = dataset.roles, config.batch_size
   found = {role: dataset.role_indices(fold, role) for role in TRAINING_ROLES}
   for role, indices in found.items():
     if not len(indices):
       raise ValueError(f'fold {fold} of {dataset.directory} has no {roles.split(role)} images '
                        f'(the {role} role; {roles.describe()})')
+  if config.selection == 'inner':
+    found['train'], found['select'] = inner_split(found['train'], dataset.labels, config.seed)
+    if not len(found['select']):
+      raise ValueError(f'fold {fold}: no class has two training images, so --select inner has '
+                       'none to choose the epoch on; use --select last')
   if len(found['train']) < batch_size:
     raise ValueError(f'fold {fold} has {len(found["train"])} training images, fewer than '
                      f'one batch of {batch_size}')
@@ -135,7 +161,8 @@ def _role_indices(dataset: FaceDataset, fold: int, batch_size: int) -> dict[str,
 
 
 def chosen_epoch(history: Sequence[dict], selection: str) -> int:
-  """The epoch a fold keeps: the best select-split accuracy (earliest of ties), or the last."""
+  """The epoch a fold keeps: the best accuracy on the select images (earliest of ties; 'best'
+  and 'inner'), or the last."""
   return history[-1]['epoch'] if selection == 'last' else ckpt.best_step(history)
 
 
@@ -163,7 +190,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   """
   classes = dataset.classes
   roles = dataset.roles
-  splits = _role_indices(dataset, fold, config.batch_size)
+  splits = _role_indices(dataset, fold, config)
   mean_bgr = dataset.mean_bgr(fold)
   model = config.model.build(len(classes), config.dtype)
   steps_per_epoch = len(splits['train']) // config.batch_size
@@ -182,7 +209,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
                 for role in ('select', 'held_out')}
   if config.selection == 'best' and roles.select == roles.held_out:
     log(f'fold {fold}: the epoch is chosen on the held-out split {roles.held_out!r}, which is '
-        'then scored (the reference\'s protocol; optimistic). --select last fixes the epoch.')
+        'then scored (the reference\'s protocol; optimistic). --select inner chooses it on '
+        'training images set aside, --select last fixes it.')
 
   out = fold_dir(runs, fold)
   keep = ckpt.LatestAndBest()
@@ -340,4 +368,5 @@ def _held_out_line(held_out: dict[str, dict]) -> str:
   selections = sorted({str(v['selection']) for v in held_out.values()})
   images = ', '.join(f'{name} {v["images"]}' for name, v in held_out.items())
   return (f'scored on the held-out split {"/".join(splits)} ({images} images); epoch: '
-          f'{"/".join(selections)} ("best": the best accuracy on the select split)')
+          f'{"/".join(selections)} ("best": the best accuracy on the select split; "inner": '
+          'on a share of the training images; "last": the last)')
