@@ -280,3 +280,17 @@ def test_datasets_record_their_split_roles():
   assert builders.split_roles({'build': {'builder': 'synthetic_faces'}}) == roles.CLEAN
   recorded = {'split_roles': roles.REFERENCE.to_dict(), 'build': {'builder': 'folder_faces'}}
   assert builders.split_roles(recorded) == roles.REFERENCE
+
+
+def test_the_notebook_grid_is_shown_only_with_angelman_and_ks(tmp_path, capsys):
+  role_table(tmp_path, np.random.default_rng(2))
+  assert cli.main(['stats', '--table', str(tmp_path / 'roles.csv'), '--out', str(tmp_path / 'a'),
+                   '--notebook-grid', '--syndromes', 'NS', 'WS']) == 0
+  assert 'lack one of them, so it is not shown' in capsys.readouterr().out
+  assert not (tmp_path / 'a' / 'rq1_grid_notebook_bug.csv').exists()
+  assert cli.main(['stats', '--table', str(tmp_path / 'roles.csv'), '--out', str(tmp_path / 'b'),
+                   '--notebook-grid', '--methods', 'gradient']) == 0
+  with open(tmp_path / 'b' / 'rq1_grid_notebook_bug.csv') as f:
+    grid = list(csv.reader(f))
+  ks, angelman = grid[0].index('KS'), grid[0].index('Angelman')
+  assert all(row[ks] == row[angelman] for row in grid[1:])

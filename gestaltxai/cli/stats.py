@@ -63,7 +63,10 @@ def summary_lines(results, notebook_grid: bool = False) -> list[str]:
     regions, syndromes, grid = summary.by_region()
     lines.append('significant tests over all methods (region x syndrome):')
     lines += _grid(['region', *syndromes], [[r, *row] for r, row in zip(regions, grid.tolist())])
-    if notebook_grid:
+    if notebook_grid and not summary.has_notebook_columns():
+      lines.append('(--notebook-grid: the notebook\'s grid copies Angelman into KS; these tests '
+                   'lack one of them, so it is not shown)')
+    elif notebook_grid:
       _, _, copied = summary.by_region(notebook_bug=True)
       lines.append('the same grid as the reference\'s RQ1 notebook printed it, REPRODUCING ITS '
                    'BUG (the KS column repeats Angelman\'s counts); only for comparison with '
@@ -92,7 +95,7 @@ def run(args) -> None:
   hpo = stats.read_hpo(args.hpo) if args.hpo else None
   results = stats.compute(table, hpo, rq1_config(args), rq2_config(args))
   written = stats.write_results(results, args.out)
-  if args.notebook_grid and results.rq1:
+  if args.notebook_grid and results.rq1_summary.has_notebook_columns():
     written.insert(-2, _write_notebook_grid(results, args.out))
   print('\n'.join(summary_lines(results, args.notebook_grid)))
   if results.skipped:
