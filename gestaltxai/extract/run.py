@@ -31,13 +31,13 @@ import pyarrow as pa
 from gestaltxai import paper
 from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
                                       plan_batches)
-from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
 from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
+from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
 from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
@@ -536,7 +536,8 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
-    splits = ', '.join(f'{role} = {dataset.roles.split(role)}' for role in roles)
+    splits = ', '.join(f'{role} = {dataset.roles.split(role)}' for role in roles
+                       if role in ROLES)
     raise ValueError(f'no images of the roles {", ".join(roles)} ({splits}) in folds {empty} '
                      f'of {dataset.directory}')
   for name, value in (('batch size', settings.get('batch_size', 1)),
