@@ -17,8 +17,9 @@ from gestaltxai.stats.rq2 import Rq2Config, Rq2Correlation, Rq2Summary, rq2, spe
 from gestaltxai.stats.rq2 import summarize as summarize_rq2
 from gestaltxai.stats.table import CoefficientTable, read_table
 
-__all__ = ['CoefficientTable', 'HpoAnnotations', 'NothingComputed', 'Results', 'Rq1Config', 'Rq1Summary', 'Rq1Test',
-           'Rq2Config', 'Rq2Correlation', 'Rq2Summary', 'Skipped', 'bonferroni', 'check_computed',
-           'choose_test', 'cohen_d', 'compare_groups', 'compute', 'default_syndromes', 'hpo_region_grouping', 'read_hpo',
-           'read_results', 'read_rows', 'read_table', 'role_census', 'rq1', 'rq2', 'spearman', 'summarize_rq1',
+__all__ = ['CoefficientTable', 'HpoAnnotations', 'NothingComputed', 'Results', 'Rq1Config',
+           'Rq1Summary', 'Rq1Test', 'Rq2Config', 'Rq2Correlation', 'Rq2Summary', 'Skipped',
+           'bonferroni', 'check_computed', 'choose_test', 'cohen_d', 'compare_groups', 'compute',
+           'default_syndromes', 'hpo_region_grouping', 'read_hpo', 'read_results', 'read_rows',
+           'read_table', 'role_census', 'rq1', 'rq2', 'spearman', 'summarize_rq1',
            'summarize_rq2', 'write_results', 'write_rows']

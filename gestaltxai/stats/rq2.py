@@ -3,9 +3,9 @@
 Per method, fold and region, as the reference's RQ2 notebook: the Spearman
 correlation between an annotated image's HPO score for the region and its
 coefficient of min-max normalised relevance (``<region>_xai_norm``), over the
-fold's annotated rows (``role``, explained by the fold's own model); then per method and region the mean and
-standard deviation (ddof 1, as pandas) of r over folds, the paper's RQ2
-table. The 95% interval is pingouin's: Fisher's z, tanh(atanh(r) +- z_crit /
+fold's annotated rows (``role``, explained by the fold's own model); then per
+method and region the mean and standard deviation (ddof 1, as pandas) of r
+over folds, the paper's RQ2 table. The 95% interval is pingouin's: Fisher's z, tanh(atanh(r) +- z_crit /
 sqrt(n - 3)); the p value is scipy's (t distribution with n - 2 degrees of
 freedom).
 """
