@@ -226,7 +226,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
 
   stage(f'recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
   recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
-  test = dataset.indices(FOLD, 'test')[:plan.metric_images]
+  test = dataset.role_indices(FOLD, 'held_out')[:plan.metric_images]
   arguments = {'checkpoint': provenance['arguments']['models'], 'methods': list(DEMO_METHODS),
                'images': test.tolist(), 'sanity_images': plan.sanity_images, 'seed': seed}
   scores = _cached_metrics(paths, arguments, lambda: explanation_metrics(

@@ -93,6 +93,8 @@ def test_coefficients_equal_a_hand_computation(study, reference_table):
   dataset = FaceDataset.open(study / 'data')
   assert {r['status'] for r in reference_table} == {'ok'}
   assert len(reference_table) == len(dataset) * len(METHODS)  # every image is a test image once
+  # Our builders hold out and annotate the same test images: one row each, both roles.
+  assert {(r['split'], r['role']) for r in reference_table} == {('test', 'held_out+annotated')}
   names = dataset.names
   for fold in (1, 2, 3):
     model, variables, config, metadata = load_checkpoint(study / 'runs' / f'fold-{fold}')

@@ -1,4 +1,5 @@
-"""gestaltxai evaluate: test scores of every trained fold, their mean and std, confusion figures."""
+"""gestaltxai evaluate: held-out scores of every trained fold, their mean and std, confusion
+figures (the held-out split is the dataset's: ``val`` on NIH-Faces, ``test`` on our builders)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def run(args) -> None:
 
 
 def add_parser(commands) -> None:
-  evaluate = commands.add_parser('evaluate', help='summarise the test scores of trained folds')
+  evaluate = commands.add_parser('evaluate', help='summarise the held-out scores of trained folds')
   evaluate.add_argument('--runs', type=pathlib.Path, required=True,
                         help='the --out folder of `gestaltxai train`')
   evaluate.set_defaults(run=run)

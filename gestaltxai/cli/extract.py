@@ -1,4 +1,5 @@
-"""gestaltxai extract: every test image x every method -> region coefficients, resumable."""
+"""gestaltxai extract: every held-out and annotated image x every method -> region coefficients,
+resumable; each row says its split and role."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def run(args) -> None:
       args.data_dir, args.out, runs=args.runs, weights=args.weights,
       methods=args.methods or extract.REFERENCE_METHODS,
       method_options=extract.parse_method_options(args.method_options), regions=args.regions,
-      folds=args.folds, batch_size=args.batch_size, shard_size=args.shard_size,
+      folds=args.folds, roles=args.roles, batch_size=args.batch_size, shard_size=args.shard_size,
       dtype=args.dtype, out_format=args.format, seed=args.seed, workers=args.workers,
       progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None))
   index, count = extract.process_split(args.process_index, args.process_count)
@@ -50,12 +51,14 @@ def _finish(job, done: dict) -> None:
           'by whichever finishes last (or by this command run again)')
     return
   provenance = job.assemble(done)
-  table = (pq.read_table(job.table, columns=['status']) if job.out_format == 'parquet'
+  table = (pq.read_table(job.table, columns=['status', 'role']) if job.out_format == 'parquet'
            else pa_csv.read_csv(job.table))
   statuses = collections.Counter(table.column('status').to_pylist())
   problems = {s: n for s, n in statuses.items() if s != OK}
+  roles = collections.Counter(table.column('role').to_pylist())
   print(f'{provenance["rows"]} rows ({provenance["images"]} images x {len(job.methods)} '
-        f'methods) -> {job.table}')
+        f'methods) -> {job.table}; rows per role: '
+        + ', '.join(f'{role} {n}' for role, n in sorted(roles.items())))
   if problems:
     print(f'{sum(problems.values())} rows have NaN coefficients: ' + '; '.join(
         f'{n} {s}' for s, n in sorted(problems.items())))
@@ -64,7 +67,8 @@ def _finish(job, done: dict) -> None:
 
 def add_parser(commands) -> None:
   parser = commands.add_parser(
-      'extract', help='region coefficients of every test image for every method (resumable)')
+      'extract',
+      help='region coefficients of every held-out and annotated image per method (resumable)')
   parser.add_argument('--data-dir', type=pathlib.Path, required=True,
                       help='a dataset made by `gestaltxai prepare`')
   model = parser.add_mutually_exclusive_group(required=True)
@@ -79,6 +83,10 @@ def add_parser(commands) -> None:
   parser.add_argument('--method-options', help='JSON: {"integrated_gradients": {"steps": 50}}')
   parser.add_argument('--regions', default='reference', help='reference (default) or fine')
   parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
+  parser.add_argument('--roles', nargs='+', metavar='ROLE',
+                      help='whose images to explain: held_out (RQ1), annotated (RQ2), select, '
+                           'train (default: held_out annotated; the row\'s role column says '
+                           'which)')
   parser.add_argument('--batch-size', type=int_at_least(1), default=32,
                       help='images per step on this process (rounded up to the devices)')
   parser.add_argument('--shard-size', type=int_at_least(1), default=256,

@@ -22,6 +22,7 @@ def summary(dataset) -> str:
   for fold in range(1, metadata['num_folds'] + 1):
     sizes = ', '.join(f'{s} {len(dataset.indices(fold, s))}' for s in SPLITS)
     lines.append(f'  fold-{fold}: {sizes}')
+  lines.append(f'split roles: {dataset.roles.describe()}')
   detectors = metadata.get('detectors', {})
   if detectors:
     lines.append('faces: ' + ', '.join(

@@ -1,4 +1,5 @@
-"""gestaltxai stats: RQ1 and RQ2 of a coefficient table -> CSV files and a printed summary."""
+"""gestaltxai stats: RQ1 (held-out rows) and RQ2 (annotated rows) of a coefficient table -> CSV
+files and a printed summary; fails (status 1) when either computes nothing it was asked for."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ SHOWN_SKIPPED = 8
 def add_rq1_arguments(parser) -> None:
   """The RQ1 options (shared with ``gestaltxai report``)."""
   parser.add_argument('--control', default='Unaffected', help='the control class')
-  parser.add_argument('--syndromes', nargs='+', help='classes to test (default: all others)')
+  parser.add_argument('--syndromes', nargs='+',
+                      help='classes to test, or "all" for every class but the control '
+                           '(default: the paper\'s five, 22q11DS Angelman KS NS WS, on '
+                           'NIH-Faces\' classes; every other class elsewhere)')
+  parser.add_argument('--methods', nargs='+',
+                      help='methods to test, or "paper" for the 14 of the paper\'s RQ1 grid '
+                           '(the 15 extracted but grad_cam); default: every method of the table')
   parser.add_argument('--regions', nargs='+', help='regions to test (default: every '
                       '<region>_xai column)')
   parser.add_argument('--alpha', type=float, default=0.001,
@@ -26,7 +33,14 @@ def rq1_config(args):
   return Rq1Config(control=args.control, alpha=args.alpha,
                    alpha_assumptions=args.alpha_assumptions,
                    syndromes=tuple(args.syndromes) if args.syndromes else None,
-                   regions=tuple(args.regions) if args.regions else None)
+                   regions=tuple(args.regions) if args.regions else None,
+                   methods=tuple(args.methods) if args.methods else None)
+
+
+def rq2_config(args):
+  from gestaltxai.stats import Rq2Config
+  return Rq2Config(methods=tuple(args.methods) if args.methods else None,
+                   hpo_scale=args.hpo_scale)
 
 
 def _grid(header, rows) -> list[str]:
@@ -36,16 +50,29 @@ def _grid(header, rows) -> list[str]:
           for row in [header, *rows]]
 
 
-def summary_lines(results) -> list[str]:
-  """The printed summary: RQ1 counts in the paper's layout, per-method totals, RQ2 table."""
+def summary_lines(results, notebook_grid: bool = False) -> list[str]:
+  """The printed summary: RQ1 counts in the paper's layout (and, asked for, the notebook's
+  version of it), per-method totals, RQ2 table."""
   config = results.rq1_config
   summary = results.rq1_summary
-  lines = [f'RQ1: {len(results.rq1)} tests, control {config.control}, significant at '
-           f'Bonferroni p < {config.alpha:g}']
+  m = sorted({t.m for t in results.rq1})
+  lines = [f'RQ1: {len(results.rq1)} tests on the {config.role} rows, control {config.control}, '
+           f'significant at Bonferroni p < {config.alpha:g} (m = {"/".join(map(str, m)) or 0} '
+           'tests per method)']
   if results.rq1:
     regions, syndromes, grid = summary.by_region()
     lines.append('significant tests over all methods (region x syndrome):')
     lines += _grid(['region', *syndromes], [[r, *row] for r, row in zip(regions, grid.tolist())])
+    if notebook_grid and not summary.has_notebook_columns():
+      lines.append('(--notebook-grid: the notebook\'s grid copies Angelman into KS; these tests '
+                   'lack one of them, so it is not shown)')
+    elif notebook_grid:
+      _, _, copied = summary.by_region(notebook_bug=True)
+      lines.append('the same grid as the reference\'s RQ1 notebook printed it, REPRODUCING ITS '
+                   'BUG (the KS column repeats Angelman\'s counts); only for comparison with '
+                   'the paper\'s table:')
+      lines += _grid(['region', *syndromes],
+                     [[r, *row] for r, row in zip(regions, copied.tolist())])
     lines.append('per method (significant / tests):')
     lines += _grid(['method', 'significant', 'tests'], [[row[0], row[-2], row[-1]]
                                                         for row in summary.rows()[:-1]])
@@ -54,7 +81,9 @@ def summary_lines(results) -> list[str]:
     regions = list(dict.fromkeys(s.region for s in rq2))
     methods = list(dict.fromkeys(s.method for s in rq2))
     cells = {(s.method, s.region): f'{s.r_mean:.3f} +/- {s.r_std:.3f}' for s in rq2}
-    lines.append(f'RQ2: Spearman r over folds (mean +/- std), {len(results.rq2)} correlations:')
+    lines.append(f'RQ2: Spearman r over folds (mean +/- std), {len(results.rq2)} correlations '
+                 f'on the {results.rq2_config.role} rows, HPO scale '
+                 f'{results.rq2_config.hpo_scale}:')
     lines += _grid(['method', *regions], [[m, *(cells.get((m, r), '-') for r in regions)]
                                           for m in methods])
   return lines
@@ -64,9 +93,11 @@ def run(args) -> None:
   from gestaltxai import stats
   table = stats.read_table(args.table)
   hpo = stats.read_hpo(args.hpo) if args.hpo else None
-  results = stats.compute(table, hpo, rq1_config(args))
+  results = stats.compute(table, hpo, rq1_config(args), rq2_config(args))
   written = stats.write_results(results, args.out)
-  print('\n'.join(summary_lines(results)))
+  if args.notebook_grid and results.rq1_summary.has_notebook_columns():
+    written.insert(-2, _write_notebook_grid(results, args.out))
+  print('\n'.join(summary_lines(results, args.notebook_grid)))
   if results.skipped:
     print(f'\n{len(results.skipped)} tests or inputs skipped (all in {args.out / "skipped.csv"}):',
           file=sys.stderr)
@@ -76,8 +107,20 @@ def run(args) -> None:
     if len(results.skipped) > SHOWN_SKIPPED:
       print(f'  ... and {len(results.skipped) - SHOWN_SKIPPED} more', file=sys.stderr)
   print('\nwrote ' + ', '.join(str(p) for p in written))
-  if not results.rq1 and not results.rq2:
-    raise ValueError(f'no test could be computed from {args.table}; see {written[-2]}')
+  stats.check_computed(results, table)
+
+
+#: ``--notebook-grid``'s file: the region x syndrome counts with the notebook's KS column.
+NOTEBOOK_GRID_FILE = 'rq1_grid_notebook_bug.csv'
+
+
+def _write_notebook_grid(results, directory: pathlib.Path) -> pathlib.Path:
+  from gestaltxai.stats.records import write_table
+  regions, syndromes, grid = results.rq1_summary.by_region(notebook_bug=True)
+  path = directory / NOTEBOOK_GRID_FILE
+  write_table(path, ['region (KS repeats Angelman: the reference notebook\'s bug)', *syndromes],
+              [[r, *row] for r, row in zip(regions, grid.tolist())])
+  return path
 
 
 def add_parser(commands) -> None:
@@ -86,6 +129,13 @@ def add_parser(commands) -> None:
                       help='coefficient table (Parquet or CSV) from gestaltxai extract')
   parser.add_argument('--hpo', type=pathlib.Path,
                       help='folder of per-syndrome HPO annotation CSVs (enables RQ2)')
+  parser.add_argument('--hpo-scale', choices=('exact', 'reference'), default='exact',
+                      help='HPO region scores: exact thirds (default) or the reference '
+                           'notebook\'s float32 0.333/0.666/1.0 sums (1X + 2X < 3X)')
+  parser.add_argument('--notebook-grid', action='store_true',
+                      help='also print (and write) the RQ1 grid as the reference notebook did, '
+                           'its KS column repeating Angelman\'s: a labelled reproduction of '
+                           'its bug, beside ours')
   parser.add_argument('--out', type=pathlib.Path, required=True, help='output folder')
   add_rq1_arguments(parser)
   parser.set_defaults(run=run)

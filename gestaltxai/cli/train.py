@@ -18,7 +18,8 @@ def run(args) -> None:
 
   config = get_config(args.config).replace(epochs=args.epochs, seed=args.seed, dtype=args.dtype,
                                            batch_size=args.batch_size, workers=args.workers,
-                                           learning_rate=args.learning_rate)
+                                           learning_rate=args.learning_rate,
+                                           selection=args.select)
   dataset = FaceDataset.open(args.data_dir)
   folds = range(1, dataset.num_folds + 1) if args.fold == 'all' else [_fold_number(args.fold)]
   for fold in folds:
@@ -30,6 +31,7 @@ def run(args) -> None:
     print(f'{args.config}: {len(dataset)} images, {len(dataset.classes)} classes, '
           f'{jax.device_count()} devices in {jax.process_count()} processes, global batch '
           f'{config.batch_size}, {config.epochs} epochs, {config.dtype}')
+    print(f'split roles: {dataset.roles.describe()}; epoch: {config.selection}')
   for fold in folds:
     train_fold(dataset, fold, config, args.out, weights=args.weights, progress=not args.quiet,
                log=print if lead else (lambda _: None))
@@ -60,6 +62,11 @@ def add_parser(commands) -> None:
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
   train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
+  train.add_argument('--select', choices=('best', 'inner', 'last'),
+                     help='the epoch kept: "best" accuracy on the select split (default, the '
+                          'reference\'s; on NIH-Faces that split is also the held-out one), '
+                          '"inner": best on a fifth of the training images kept out of '
+                          'training, or the "last", fixed by --epochs')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
   multi = train.add_argument_group('multi-host (run the same command in every process)')
   multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')

@@ -18,7 +18,9 @@ name           () str                 image file name
 folds          (K,) int8              per fold: 0 train, 1 val, 2 test
 =============  =====================  ===========================================
 
-``metadata.json`` records the classes, each fold's BGR channel mean over its
+``metadata.json`` records the classes, the split roles (``split_roles``: which
+split trains, selects the epoch, is held out and is annotated, see
+:mod:`gestaltxai.roles`), each fold's BGR channel mean over its
 training images (as the reference computes them), every image that could
 not be used with the reason (``skipped``), per-image warnings (several
 faces in a photo, labels that differ only by case), how many faces each
@@ -58,6 +60,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gestaltxai import paper, roles
 from gestaltxai.data import examples, staging, synthetic, tables
 from gestaltxai.data.detect import DETECTORS
 # Re-exported: scripts align single photos with it.
@@ -67,8 +70,7 @@ SIZE = examples.SIZE
 SPLITS = ('train', 'val', 'test')
 #: The one TFDS split; fold membership is a feature, so no image is stored twice.
 SPLIT = 'faces'
-NIH_CLASSES = ('22q11DS', 'Angelman', 'BWS', 'CdLS', 'Down', 'KS', 'NS', 'PWS', 'RSTS1',
-               'Unaffected', 'WHS', 'WS')
+NIH_CLASSES = paper.NIH_CLASSES
 NIH_FOLDS = 5
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 0
@@ -145,6 +147,9 @@ def _check_class_sizes(counts: dict[str, int], num_folds: int, where: str) -> No
 
 class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
   """Shared features, checks, metadata and generation of the face datasets (one split)."""
+
+  #: What each stored split does (recorded in the metadata as ``split_roles``).
+  SPLIT_ROLES = roles.CLEAN
 
   VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {
@@ -276,6 +281,7 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
         fold_mean_bgr=fold_means_bgr(mean_rgb, folds),
         skipped=[dataclasses.asdict(s) for s in self.skipped],
         warnings=self.warnings, num_folds=self._num_folds,
+        split_roles=self.SPLIT_ROLES.to_dict(),
         detectors=dict(sorted(detectors.items())),
         build={**self.identity(), 'sources': self._sources},
         **self._extra_metadata())
@@ -309,8 +315,13 @@ class NihFaces(FaceDatasetBuilder):
   image name before ``Slide``. Parsing maps in ``features/segmaps/`` (same
   file names) are warped with the photo; without one, dlib's 68 landmarks
   are rasterised instead.
+
+  Split roles as the reference code: a fold's ``val`` part trains nothing,
+  chooses the epoch and is the held-out part scored and explained for RQ1;
+  ``test`` holds the HPO-annotated images (the same in every fold) for RQ2.
   """
 
+  SPLIT_ROLES = roles.REFERENCE
   COLUMNS = ('image_name', *(f'fold-{k}' for k in range(1, NIH_FOLDS + 1)),
              *(f'{a}{i}' for i in range(1, 6) for a in 'xy'))
 
@@ -510,6 +521,15 @@ class SyntheticFaces(FaceDatasetBuilder):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def split_roles(metadata: dict) -> roles.SplitRoles:
+  """A prepared dataset's split roles: recorded in its metadata, or (datasets prepared before
+  the roles were recorded) its builder's."""
+  if 'split_roles' in metadata:
+    return roles.SplitRoles.from_dict(metadata['split_roles'])
+  builder = (metadata.get('build') or {}).get('builder')
+  return roles.REFERENCE if builder == NihFaces.name else roles.CLEAN
 
 
 def hpo_dir(dataset_dir: str | os.PathLike) -> pathlib.Path:

@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from gestaltxai.data.builders import SIZE, SPLIT, SPLITS, complete_datasets
+from gestaltxai.data.builders import SIZE, SPLIT, SPLITS, complete_datasets, split_roles
+from gestaltxai.roles import SplitRoles
 from gestaltxai.regions.maps import LAPA_FLIP
 
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
@@ -130,6 +131,17 @@ class FaceDataset:
     if split not in SPLITS:
       raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
     return np.flatnonzero(self._index_table[0][:, fold - 1] == SPLITS.index(split))
+
+  @property
+  def roles(self) -> SplitRoles:
+    """Which split trains, selects the epoch, is held out and is annotated
+    (:mod:`gestaltxai.roles`)."""
+    return split_roles(self.metadata)
+
+  def role_indices(self, fold: int, role: str) -> np.ndarray:
+    """Record indices playing ``role`` ('train', 'select', 'held_out', 'annotated') in
+    fold ``fold`` (1-based)."""
+    return self.indices(fold, self.roles.split(role))
 
   def mean_bgr(self, fold: Optional[int]) -> np.ndarray:
     """The fold's training BGR mean; the VGGFace2 mean when ``fold`` is None."""

@@ -1,8 +1,12 @@
-"""Extraction end to end: every test image x every method -> one table row each.
+"""Extraction end to end: every held-out and annotated image x every method -> one row each.
 
-For each fold the best checkpoint of ``gestaltxai train`` (or one given model
-for every image) predicts every test image once; each method explains the
-predicted class and its relevance becomes region coefficients on the device.
+For each fold the chosen checkpoint of ``gestaltxai train`` (or one given
+model for every image) predicts each image of the asked roles once (by
+default the held-out images for RQ1 and the annotated ones for RQ2, see
+:mod:`gestaltxai.roles`); each row names the image's stored ``split`` and
+its ``role`` ('held_out', 'annotated', or both joined by '+'); each method
+explains the predicted class and its relevance becomes region coefficients
+on the device.
 The work is cut into shards (see :mod:`gestaltxai.extract.store`), which
 makes it resumable and splittable over processes; whichever process finds
 every shard present writes the table, its maps and its provenance.
@@ -24,6 +28,7 @@ import jax
 import numpy as np
 import pyarrow as pa
 
+from gestaltxai import paper
 from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
                                       plan_batches)
 from gestaltxai.extract import spec as specs
@@ -32,14 +37,11 @@ from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
 from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
+from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
 from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
-REFERENCE_METHODS = ('gradient', 'smoothgrad', 'integrated_gradients', 'guided_backprop',
-                     'excitation_backprop', 'deconvnet', 'lrp_epsilon_plus',
-                     'lrp_epsilon_plus_flat', 'lrp_epsilon_alpha2_beta1',
-                     'lrp_epsilon_alpha2_beta1_flat', 'deeplift', 'guided_grad_cam',
-                     'layer_deeplift', 'occlusion', 'grad_cam')
+REFERENCE_METHODS = paper.EXTRACTED_METHODS
 #: The fold of every row when one model explains every image (``weights=``).
 NO_FOLD = 0
 #: Images whose relevance maps the maps file keeps for the report's overlays: the
@@ -217,6 +219,11 @@ class Extraction:
   workers: int = 0
   progress: bool = True
   log: Callable[[str], None] = print
+  #: {fold: {record index: (split, role)}}: what each row's ``split`` and ``role`` say
+  #: (an image missing here is written with split '' and role 'all').
+  row_roles: dict = dataclasses.field(default_factory=dict)
+  #: The roles asked for (recorded in the manifest).
+  roles: tuple[str, ...] = STUDY_ROLES
 
   def __post_init__(self):
     self.region_set = specs.REGION_SETS[self.region_set_name]
@@ -231,6 +238,7 @@ class Extraction:
             'models': {str(f): s.fingerprint() for f, s in sorted(self.sources.items())},
             'methods': {m.name: m.resolved() for m in self.methods},
             'regions': self.region_set_name, 'folds': sorted(self.fold_indices),
+            'roles': list(self.roles),
             'batch_size': self.batch_size, 'shard_size': self.shard_size,
             'dtype': self.dtype or 'float32', 'seed': self.seed}
 
@@ -373,8 +381,11 @@ class Extraction:
         np.full(len(self.region_set.columns), np.nan))
     normalized = result['normalized'][row][1:] if usable and result['finite'][row] else (
         np.full(len(specs.RQ2_REGIONS.columns), np.nan))
+    split, role = self.row_roles.get(fold, {}).get(int(batch['index'][row]), ('', EVERY_ROLE))
     columns['image_name'].append(batch['name'][row])
     columns['fold'].append(fold)
+    columns['split'].append(split)
+    columns['role'].append(role)
     columns['method'].append(method)
     for region, value in zip(self.region_set.columns, coefficients):
       columns[f'{region}{specs.COEFFICIENT_SUFFIX}'].append(float(value))
@@ -467,14 +478,14 @@ def _iso(seconds: float) -> str:
 def extraction(data_dir, out, *, runs=None, weights=None,
                methods: Sequence[str] = REFERENCE_METHODS, method_options=None,
                regions: str = 'reference', folds: Optional[Sequence[int]] = None,
-               **settings) -> Extraction:
+               roles: Optional[Sequence[str]] = None, **settings) -> Extraction:
   """An :class:`Extraction` from command-line style arguments, every input checked first.
 
   Args:
     data_dir: a dataset prepared by ``gestaltxai prepare``.
     out: the table's path (``.parquet`` or ``.csv``).
-    runs: a ``gestaltxai train`` output: fold K's test images are explained by
-      ``runs/fold-K``'s best checkpoint.
+    runs: a ``gestaltxai train`` output: fold K's images of ``roles`` are
+      explained by ``runs/fold-K``'s chosen checkpoint.
     weights: instead of ``runs``: one model (a VGGFace2-format state dict with
       the dataset's classes, or a trained fold / checkpoint folder) for every
       image; the rows' fold is 0.
@@ -482,6 +493,9 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     method_options: {method: {option: value}}.
     regions: a key of :data:`gestaltxai.extract.spec.REGION_SETS`.
     folds: the folds to explain (default: all).
+    roles: the split roles whose images are explained (default
+      :data:`~gestaltxai.roles.STUDY_ROLES`: held-out for RQ1, annotated for
+      RQ2); with ``weights`` every image is explained and its role is 'all'.
     **settings: :class:`Extraction`'s other fields.
   """
   if (runs is None) == (weights is None):
@@ -504,10 +518,15 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
     sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
                for fold in folds}
-    fold_indices = {fold: dataset.indices(fold, 'test') for fold in folds}
+    roles = _check_roles(roles)
+    row_roles = {fold: images_by_role(dataset, fold, roles) for fold in folds}
+    fold_indices = {fold: np.array(sorted(row_roles[fold]), np.int64) for fold in folds}
   else:
     if folds:
       raise ValueError('--folds goes with --runs; --weights explains every image')
+    if roles:
+      raise ValueError('--roles goes with --runs; --weights explains every image (role "all")')
+    roles, row_roles = (EVERY_ROLE,), {}
     weights = pathlib.Path(weights)
     if not weights.exists():
       raise FileNotFoundError(f'no weights at {weights}')
@@ -517,13 +536,36 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
-    raise ValueError(f'no test images in folds {empty} of {dataset.directory}')
+    splits = ', '.join(f'{role} = {dataset.roles.split(role)}' for role in roles
+                       if role in ROLES)
+    raise ValueError(f'no images of the roles {", ".join(roles)} ({splits}) in folds {empty} '
+                     f'of {dataset.directory}')
   for name, value in (('batch size', settings.get('batch_size', 1)),
                       ('shard size', settings.get('shard_size', 1))):
     if value < 1:
       raise ValueError(f'the {name} must be at least 1, got {value}')
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
-                    out_format=out_format, **settings)
+                    out_format=out_format, row_roles=row_roles, roles=tuple(roles), **settings)
+
+
+def _check_roles(roles: Optional[Sequence[str]]) -> tuple[str, ...]:
+  roles = tuple(roles or STUDY_ROLES)
+  unknown = [r for r in roles if r not in ROLES]
+  if unknown:
+    raise ValueError(f'--roles: unknown {unknown}; choose from {", ".join(ROLES)}')
+  return tuple(r for r in ROLES if r in roles)
+
+
+def images_by_role(dataset: FaceDataset, fold: int,
+                   roles: Sequence[str]) -> dict[int, tuple[str, str]]:
+  """{record index: (its split, its ``role`` cell)} of the fold's images of ``roles``: an
+  image of several asked roles (held-out and annotated on our builders) appears once."""
+  found: dict[int, list[str]] = {}
+  for role in roles:
+    for index in dataset.role_indices(fold, role):
+      found.setdefault(int(index), []).append(role)
+  return {index: (dataset.roles.split(played[0]), row_role(tuple(played)))
+          for index, played in found.items()}
 
 
 def process_split(process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:

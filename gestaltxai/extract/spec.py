@@ -133,7 +133,7 @@ def parse_method_options(text: Optional[str]) -> dict[str, dict]:
 
 def columns(region_set: RegionSet, classes: Sequence[str]) -> list[str]:
   """The table's columns, in order."""
-  return ['image_name', 'fold', 'method',
+  return ['image_name', 'fold', 'split', 'role', 'method',
           *(f'{r}{COEFFICIENT_SUFFIX}' for r in region_set.columns),
           *(f'{r}{NORMALIZED_SUFFIX}' for r in RQ2_REGIONS.columns),
           'label', 'predicted', *(f'{PROBABILITY_PREFIX}{c}' for c in classes), 'status']

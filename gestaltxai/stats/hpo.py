@@ -7,6 +7,10 @@ image is the sum over its terms of 1X = 1/3, 2X = 2/3, 3X = 1 (the grouping of
 terms into regions is package data, ``hpo_regions.json``, from the
 reference's RQ2 notebook). Counts are summed as integers (thirds) so equal
 scores stay exactly equal, which matters for rank ties.
+
+``scale='reference'`` sums as the notebook instead: float32 cells of 0.333,
+0.666 and 1.0, so 1X + 2X (0.999) ranks below 3X and ties among equal
+thirds can differ; use it to reproduce the paper's numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ _GROUPING = pathlib.Path(__file__).parent / 'hpo_regions.json'
 #: Cell text -> clinicians (of three) who annotated the term.
 CLINICIANS = {'': 0, '1X': 1, '2X': 2, '3X': 3}
 RATERS = 3
+#: The RQ2 notebook's value of a cell annotated by 0..3 clinicians, stored as float32.
+REFERENCE_SHARES = np.array([0.0, 0.333, 0.666, 1.0], np.float32)
+#: ``--hpo-scale``: exact thirds, or the notebook's float32 values.
+SCALES = ('exact', 'reference')
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,12 +60,24 @@ class HpoAnnotations:
   unknown_terms: tuple[tuple[str, str], ...]  # (file, column) not in the grouping, not counted
   grouping: dict[str, tuple[str, ...]]         # region -> its HPO terms
 
-  def region_scores(self) -> dict[str, np.ndarray]:
-    """{region: (images,) float64 sum of its terms' shares of clinicians}."""
+  def region_scores(self, scale: str = 'exact') -> dict[str, np.ndarray]:
+    """{region: (images,) float64 sum of its terms' shares of clinicians}.
+
+    ``scale``: 'exact' (integer counts / 3) or 'reference' (the notebook's float32
+    0.333 / 0.666 / 1.0 summed in float32, term by term in the grouping's order).
+    """
+    if scale not in SCALES:
+      raise ValueError(f'the HPO scale must be one of {SCALES}, got {scale!r}')
     scores = {}
     for region, terms in self.grouping.items():
       columns = [self.terms.index(t) for t in terms if t in self.terms]
-      scores[region] = self.clinicians[:, columns].sum(axis=1) / RATERS
+      if scale == 'exact':
+        scores[region] = self.clinicians[:, columns].sum(axis=1) / RATERS
+        continue
+      # The notebook's np.sum over a float32 row; its term order (a Python set's) cannot be
+      # reproduced, ours is sorted: sums of the same cells can differ in the last float32 bit.
+      shares = np.ascontiguousarray(REFERENCE_SHARES[self.clinicians[:, columns]])
+      scores[region] = shares.sum(axis=1, dtype=np.float32).astype(np.float64)
     return scores
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
 import pathlib
-from typing import Optional
+from typing import Optional, Sequence
+
+import numpy as np
 
 from gestaltxai.stats import rq1 as rq1_lib
 from gestaltxai.stats import rq2 as rq2_lib
@@ -48,6 +51,48 @@ def compute(table: CoefficientTable, hpo: Optional[HpoAnnotations] = None,
   return Results(tests, correlations, skipped, rq1_config, rq2_config)
 
 
+class NothingComputed(ValueError):
+  """RQ1 or RQ2 was asked for and computed nothing: the message says which rows it had."""
+
+
+def role_census(table: CoefficientTable, role: str, shown: Sequence[str] = ()) -> str:
+  """'held_out rows (split val; fold 1: Angelman 3, KS 3, Unaffected 0)': the table's usable
+  rows in ``role``, images counted once per fold and class; classes in ``shown`` appear
+  even when absent."""
+  rows = table.ok & table.in_role(role)
+  if not rows.any():
+    roles = sorted(set(table['role'].tolist())) if 'role' in table else []
+    return (f'the table has no usable {role} rows' + (f' (its roles: {", ".join(roles)}; '
+            f'explain them with `gestaltxai extract --roles {role}`)' if roles else ''))
+  folds = table['fold'][rows] if 'fold' in table else np.zeros(rows.sum(), np.int64)
+  images = set(zip(folds.tolist(), table['image_name'][rows].tolist(),
+                   table['label'][rows].tolist()))
+  classes = table.classes + [c for c in shown if c not in table.classes]
+  parts = []
+  for fold in sorted({f for f, _, _ in images}):
+    counts = collections.Counter(label for f, _, label in images if f == fold)
+    parts.append(f'fold {fold:g}: ' + ', '.join(
+        f'{c} {counts.get(c, 0)}' for c in classes if c in counts or c in shown))
+  splits = sorted(set(table['split'][rows].tolist()) - {''}) if 'split' in table else []
+  where = f'split {"/".join(splits)}; ' if splits else ''
+  return f'{role} rows ({where}' + '; '.join(parts) + ')'
+
+
+def check_computed(results: Results, table: CoefficientTable) -> None:
+  """Raises :class:`NothingComputed` when RQ1 computed no test, or RQ2 (asked for with HPO
+  annotations) no correlation; the message names the rows' split, fold and class counts."""
+  problems = []
+  if not results.rq1:
+    control = results.rq1_config.control
+    problems.append(f'RQ1 computed no test against the control {control!r}: '
+                    + role_census(table, results.rq1_config.role, shown=(control,)))
+  if results.rq2 is not None and not results.rq2:
+    problems.append('RQ2 computed no correlation: ' + role_census(table, results.rq2_config.role))
+  if problems:
+    raise NothingComputed(f'{table.path}: ' + '. '.join(problems)
+                          + f'. Every test left out is listed with its reason in {SKIPPED_FILE}')
+
+
 def write_results(results: Results, directory: str | os.PathLike) -> list[pathlib.Path]:
   """Writes the CSVs (and the settings as JSON) into ``directory``; returns the paths."""
   directory = pathlib.Path(directory)
@@ -76,11 +121,12 @@ def read_results(directory: str | os.PathLike) -> Results:
   optional = {name: directory / name for name in (RQ2_FILE, SKIPPED_FILE, SETTINGS_FILE)}
   settings = (json.loads(optional[SETTINGS_FILE].read_text(encoding='utf-8'))
               if optional[SETTINGS_FILE].is_file() else {})
-  rq1_settings = {k: tuple(v) if isinstance(v, list) else v
-                  for k, v in settings.get('rq1', {}).items()}
+  rq1_settings, rq2_settings = ({k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in settings.get(rq, {}).items()}
+                                for rq in ('rq1', 'rq2'))
   return Results(
       read_rows(directory / RQ1_FILE, rq1_lib.Rq1Test),
       read_rows(optional[RQ2_FILE], rq2_lib.Rq2Correlation)
       if optional[RQ2_FILE].is_file() else None,
       read_rows(optional[SKIPPED_FILE], Skipped) if optional[SKIPPED_FILE].is_file() else [],
-      rq1_lib.Rq1Config(**rq1_settings), rq2_lib.Rq2Config(**settings.get('rq2', {})))
+      rq1_lib.Rq1Config(**rq1_settings), rq2_lib.Rq2Config(**rq2_settings))

@@ -7,8 +7,13 @@ each group, both at ``alpha_assumptions``; when the variances are equal and
 both groups normal, a two-sided t-test (Welch's when the group sizes differ,
 pingouin's ``correction='auto'``), else a two-sided Mann-Whitney U with the
 continuity correction; Cohen's d with the pooled standard deviation, control
-minus syndrome; Bonferroni over the method's tests, significant below
-``alpha``.
+minus syndrome; Bonferroni over the method's tests (``m``, written in every
+row), significant below ``alpha``.
+
+The rows are the table's held-out rows (``role``), every fold pooled, each
+explained by its own fold's model. The syndromes default to the paper's five
+when the table's classes are NIH-Faces' (m = 15 per method), else to every
+class but the control.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
+from gestaltxai import paper
 from gestaltxai.stats.records import Skipped
 from gestaltxai.stats.table import RAW_SUFFIX, CoefficientTable
 
@@ -30,11 +36,57 @@ MIN_IMAGES = 3
 @dataclasses.dataclass(frozen=True)
 class Rq1Config:
   control: str = 'Unaffected'
-  syndromes: Optional[tuple[str, ...]] = None  # None: every class but the control
+  syndromes: Optional[tuple[str, ...]] = None  # None: default_syndromes()
   regions: Optional[tuple[str, ...]] = None    # None: every <region>_xai column
   alpha_assumptions: float = 0.05              # Levene and Shapiro-Wilk
   alpha: float = 0.001                         # after Bonferroni
   suffix: str = RAW_SUFFIX
+  methods: Optional[tuple[str, ...]] = None    # None: every method of the table
+  role: str = 'held_out'                       # the rows tested (gestaltxai.roles)
+
+
+#: ``--syndromes all``: every class but the control, on NIH-Faces too.
+ALL_SYNDROMES = 'all'
+
+
+def default_syndromes(classes: Sequence[str], control: str) -> list[str]:
+  """The paper's five on NIH-Faces' classes (with its control), else every other class."""
+  if set(classes) == set(paper.NIH_CLASSES) and control == paper.CONTROL:
+    return list(paper.SYNDROMES)
+  return [c for c in classes if c != control]
+
+
+def chosen_syndromes(classes: Sequence[str], config: 'Rq1Config') -> list[str]:
+  """The syndromes ``config`` asks for: its own, every other class ('all'), or the default."""
+  if config.syndromes is None:
+    return default_syndromes(classes, config.control)
+  if list(config.syndromes) == [ALL_SYNDROMES]:
+    return [c for c in classes if c != config.control]
+  return list(config.syndromes)
+
+
+#: ``--methods paper``: the methods the RQ1 notebook's grid sums.
+PAPER_METHODS = 'paper'
+
+
+def chosen_methods(table: CoefficientTable, names: Optional[Sequence[str]]) -> list[str]:
+  """The table's methods (None), the paper's 14 among them ('paper'), or ``names``, each
+  required in the table."""
+  present = table.methods
+  if names is None:
+    return present
+  if list(names) == [PAPER_METHODS]:
+    found = [m for m in paper.RQ1_METHODS if m in present]
+    if not found:
+      raise ValueError(f'--methods paper: none of the paper\'s RQ1 methods '
+                       f'({", ".join(paper.RQ1_METHODS)}) is in {table.path} '
+                       f'(methods: {", ".join(present)})')
+    return found
+  missing = [m for m in names if m not in present]
+  if missing:
+    raise ValueError(f'--methods: {", ".join(missing)} not in {table.path} (its methods: '
+                     f'{", ".join(present)})')
+  return list(dict.fromkeys(names))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +107,7 @@ class Rq1Test:
   statistic: float     # t, or U of the control group
   p_value: float
   p_bonferroni: float
+  m: int               # the Bonferroni count: the method's computed tests
   cohen_d: float
   significant: bool
 
@@ -124,9 +177,9 @@ def bonferroni(p_values: Sequence[float]) -> np.ndarray:
   return np.minimum(p * np.count_nonzero(~np.isnan(p)), 1.0)
 
 
-def _untestable(table, method, group, region, values, column) -> Optional[str]:
+def _untestable(table, method, group, region, values, column, role) -> Optional[str]:
   """Why a group cannot be tested, or None."""
-  if np.isnan(table[column][table.select(method=method)]).all():
+  if np.isnan(table[column][table.select(method=method, role=role)]).all():
     return f'column {column} is all NaN for {method}'
   if len(values) < MIN_IMAGES:
     return (f'{group} has {len(values)} image(s) with a {column} coefficient; '
@@ -144,15 +197,14 @@ def rq1(table: CoefficientTable,
   counts only computed tests.
   """
   classes = table.classes
-  syndromes = (list(config.syndromes) if config.syndromes is not None
-               else [c for c in classes if c != config.control])
+  syndromes = chosen_syndromes(classes, config)
   regions = list(config.regions) if config.regions is not None else table.regions(config.suffix)
   tests, skipped = [], []
 
   def skip(method, syndrome, region, reason):
     skipped.append(Skipped('rq1', method, syndrome, region, reason))
 
-  for method in table.methods:
+  for method in chosen_methods(table, config.methods):
     computed = []
     for syndrome in syndromes:
       for region in regions:
@@ -162,15 +214,16 @@ def rq1(table: CoefficientTable,
           continue
         groups = {}
         for group in (config.control, syndrome):
-          values = table[column][table.select(method=method, label=group)]
+          values = table[column][table.select(method=method, label=group, role=config.role)]
           groups[group] = values[~np.isnan(values)]
         if config.control not in classes:
           reason = (f'no control class {config.control!r} in {table.path} '
                     f'(classes: {", ".join(classes)})')
         else:
           reason = (_untestable(table, method, config.control, region, groups[config.control],
-                                column)
-                    or _untestable(table, method, syndrome, region, groups[syndrome], column))
+                                column, config.role)
+                    or _untestable(table, method, syndrome, region, groups[syndrome], column,
+                                   config.role))
         if reason:
           skip(method, syndrome, region, reason)
           continue
@@ -179,7 +232,9 @@ def rq1(table: CoefficientTable,
         computed.append(dict(method=method, control=config.control, syndrome=syndrome,
                              region=region, **fields))
     corrected = bonferroni([row['p_value'] for row in computed])
-    tests += [Rq1Test(**row, p_bonferroni=float(p), significant=bool(p < config.alpha))
+    m = int(np.count_nonzero([not np.isnan(row['p_value']) for row in computed]))
+    tests += [Rq1Test(**row, p_bonferroni=float(p), m=m,
+                      significant=bool(p < config.alpha))
               for row, p in zip(computed, corrected)]
   return tests, skipped
 
@@ -205,15 +260,34 @@ class Rq1Summary:
     totals = significant.sum(0)
     return rows + [['all methods', *totals.tolist(), int(totals.sum()), int(computed.sum())]]
 
-  def by_region(self) -> tuple[list[str], list[str], np.ndarray]:
-    """(regions, syndromes, (regions, syndromes) significant counts over methods)."""
+  def has_notebook_columns(self) -> bool:
+    """Whether the tests hold the two syndromes the notebook's grid mixes up."""
+    return {NOTEBOOK_COPIED_FROM, NOTEBOOK_COPIED_TO} <= {s for s, _ in self.cells}
+
+  def by_region(self, notebook_bug: bool = False) -> tuple[list[str], list[str], np.ndarray]:
+    """(regions, syndromes, (regions, syndromes) significant counts over methods).
+
+    ``notebook_bug``: the grid as the reference's RQ1 notebook printed it, whose KS
+    column repeats Angelman's counts (it adds Angelman's result into KS), for
+    comparison with the paper's table only.
+    """
     syndromes = list(dict.fromkeys(s for s, _ in self.cells))
     regions = list(dict.fromkeys(r for _, r in self.cells))
     totals = np.maximum(self.counts, 0).sum(0)
     grid = np.zeros((len(regions), len(syndromes)), np.int64)
     for (syndrome, region), total in zip(self.cells, totals):
       grid[regions.index(region), syndromes.index(syndrome)] = total
+    if notebook_bug:
+      if not self.has_notebook_columns():
+        raise ValueError(f'the notebook\'s grid copies {NOTEBOOK_COPIED_FROM} into '
+                         f'{NOTEBOOK_COPIED_TO}; the tests hold {", ".join(syndromes)}')
+      grid[:, syndromes.index(NOTEBOOK_COPIED_TO)] = grid[:, syndromes.index(NOTEBOOK_COPIED_FROM)]
     return regions, syndromes, grid
+
+
+#: The RQ1 notebook's summary adds Angelman's result into the KS column (a bug we do not
+#: copy, but can show: ``gestaltxai stats --notebook-grid``).
+NOTEBOOK_COPIED_FROM, NOTEBOOK_COPIED_TO = 'Angelman', 'KS'
 
 
 def summarize(tests: Sequence[Rq1Test]) -> Rq1Summary:

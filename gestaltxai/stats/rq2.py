@@ -3,9 +3,9 @@
 Per method, fold and region, as the reference's RQ2 notebook: the Spearman
 correlation between an annotated image's HPO score for the region and its
 coefficient of min-max normalised relevance (``<region>_xai_norm``), over the
-annotated test images of the fold; then per method and region the mean and
-standard deviation (ddof 1, as pandas) of r over folds, the paper's RQ2
-table. The 95% interval is pingouin's: Fisher's z, tanh(atanh(r) +- z_crit /
+fold's annotated rows (``role``, explained by the fold's own model); then per
+method and region the mean and standard deviation (ddof 1, as pandas) of r
+over folds, the paper's RQ2 table. The 95% interval is pingouin's: Fisher's z, tanh(atanh(r) +- z_crit /
 sqrt(n - 3)); the p value is scipy's (t distribution with n - 2 degrees of
 freedom).
 """
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import stats
 
 from gestaltxai.stats.hpo import HpoAnnotations, image_key
 from gestaltxai.stats.records import Skipped
+from gestaltxai.stats.rq1 import chosen_methods
 from gestaltxai.stats.table import NORMALIZED_SUFFIX, CoefficientTable
 
 #: Fisher's z interval has standard error 1 / sqrt(n - 3): four images at least.
@@ -31,6 +32,9 @@ MIN_IMAGES = 4
 class Rq2Config:
   confidence: float = 0.95
   suffix: str = NORMALIZED_SUFFIX
+  methods: Optional[tuple[str, ...]] = None  # None: every method of the table
+  role: str = 'annotated'                    # the rows correlated (gestaltxai.roles)
+  hpo_scale: str = 'exact'                   # HpoAnnotations.region_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +117,12 @@ def rq2(table: CoefficientTable, hpo: HpoAnnotations,
   regions = [r for r in hpo.grouping if r in present]
   skipped += [Skipped('rq2', '', '', region, f'no {region}{config.suffix} column in {table.path}')
               for region in hpo.grouping if region not in present]
-  scores = hpo.region_scores()
+  scores = hpo.region_scores(config.hpo_scale)
   folds = sorted({int(f) for f in table['fold'][np.isfinite(table['fold'])]})
   correlations = []
-  for method in table.methods:
+  for method in chosen_methods(table, config.methods):
     for fold in folds:
-      rows = table.select(method=method, fold=fold) & (found >= 0)
+      rows = table.select(method=method, fold=fold, role=config.role) & (found >= 0)
       for region in regions:
         coefficient = table[f'{region}{config.suffix}'][rows]
         score = scores[region][found[rows]]

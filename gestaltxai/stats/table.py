@@ -1,9 +1,12 @@
 """The coefficient table (Parquet or CSV) as NumPy columns.
 
-Columns written by extraction: ``image_name, fold, method, <region>_xai...,
-<region>_xai_norm..., label, predicted, p_<class>..., status``. ``status`` is
-'ok' or the reason an image has no coefficients (NaN then); rows that are
-not 'ok' take part in no test.
+Columns written by extraction: ``image_name, fold, split, role, method,
+<region>_xai..., <region>_xai_norm..., label, predicted, p_<class>...,
+status``. ``status`` is 'ok' or the reason an image has no coefficients (NaN
+then); rows that are not 'ok' take part in no test. ``role`` says what a row
+is for (:mod:`gestaltxai.roles`): RQ1 reads the held-out rows, RQ2 the
+annotated ones; a table without the column (older, or made elsewhere) is read
+as every row playing every role.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 from pyarrow import csv as arrow_csv
 from pyarrow import parquet as arrow_parquet
+
+from gestaltxai.roles import has_role
 
 #: Suffix of the raw region coefficients (RQ1) and of the min-max normalised ones (RQ2).
 RAW_SUFFIX = '_xai'
@@ -70,10 +75,17 @@ class CoefficientTable:
     """Region names with a ``<region><suffix>`` column, in column order."""
     return [name[:-len(suffix)] for name in self.columns if name.endswith(suffix)]
 
+  def in_role(self, role: str) -> np.ndarray:
+    """(N,) bool: rows playing ``role`` (every row when there is no role column)."""
+    if 'role' not in self.columns:
+      return np.ones(len(self), bool)
+    cells, rows = np.unique(self.columns['role'], return_inverse=True)
+    return np.array([has_role(str(c), role) for c in cells], bool)[rows.ravel()]
+
   def select(self, *, method: Optional[str] = None, label: Optional[str] = None,
-             fold: Optional[int] = None) -> np.ndarray:
-    """(N,) bool: 'ok' rows of the given method, label and fold."""
-    mask = self.ok
+             fold: Optional[int] = None, role: Optional[str] = None) -> np.ndarray:
+    """(N,) bool: 'ok' rows of the given method, label, fold and role."""
+    mask = self.ok if role is None else self.ok & self.in_role(role)
     for column, value in (('method', method), ('label', label), ('fold', fold)):
       if value is not None:
         mask = mask & (self[column] == value)
@@ -114,7 +126,7 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
     raise FileNotFoundError(f'no coefficient table at {path}')
   # Identifiers stay text even when they look like numbers (a class named '1').
   text_columns = {name: pa.string() for name in ('image_name', 'method', 'label', 'predicted',
-                                                 'status')}
+                                                 'status', 'split', 'role')}
   try:
     if _is_parquet(path):
       arrow = arrow_parquet.read_table(path)

@@ -16,6 +16,11 @@ from gestaltxai.models import ResNet
 
 #: Compute dtypes by name (parameters and optimizer state stay float32).
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+#: How the epoch a fold keeps is chosen: the best accuracy on the dataset's select split
+#: (the reference's train.py / test.py), the best on an inner split (a share of each class's
+#: training images, not trained on), or the last epoch, fixed in advance (``epochs``). The
+#: last two never look at images the fold is scored on.
+SELECTIONS = ('best', 'inner', 'last')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +69,10 @@ class TrainConfig:
     cache: hold the resized records of the fold in memory (small datasets;
       saves decoding every epoch).
     seed: initialisation, shuffles and flips (epoch e uses (seed, e)).
+    selection: one of :data:`SELECTIONS`: which epoch the fold keeps ('best' on the
+      select split, 'inner': best on a share of the training images, or the 'last').
+      On NIH-Faces the select split is the held-out split (as the reference), so
+      'best' is optimistic there; 'inner' and 'last' are not.
   """
 
   name: str = 'reference'
@@ -83,10 +92,13 @@ class TrainConfig:
   workers: int = 0
   cache: bool = False
   seed: int = 0
+  selection: str = 'best'
 
   def __post_init__(self):
     if self.dtype not in DTYPES:
       raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}')
+    if self.selection not in SELECTIONS:
+      raise ValueError(f'selection must be one of {SELECTIONS}, got {self.selection!r}')
     for field in ('epochs', 'batch_size', 'image_size'):
       if getattr(self, field) < 1:
         raise ValueError(f'{field} must be at least 1, got {getattr(self, field)}')

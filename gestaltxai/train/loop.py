@@ -1,14 +1,23 @@
-"""Training one fold end to end: resume, epochs, validation, checkpoints, the test split.
+"""Training one fold end to end: resume, epochs, epoch selection, checkpoints, held-out scores.
+
+The dataset's split roles (:mod:`gestaltxai.roles`) say which images
+train, which select the epoch (``val_*`` in the history) and which are held
+out and scored (``test`` in ``metrics.json``, the contract's name): on
+NIH-Faces the reference's ``val`` both selects and is scored, on our own
+builders ``val`` selects and ``test`` is scored.
 
 ``RUNS/fold-K/`` after a run:
 
-* ``checkpoints/<epoch>/``: orbax checkpoints of the latest and the best epoch
+* ``checkpoints/<epoch>/``: orbax checkpoints of the latest and the chosen epoch
   (:mod:`gestaltxai.train.checkpoints`);
-* ``metrics.json``: ``{"config", "fold", "classes", "epochs": [{epoch,
+* ``metrics.json``: ``{"config", "fold", "classes", "roles", "epochs": [{epoch,
   train_loss, train_accuracy, val_loss, val_accuracy, learning_rate,
   seconds}], "best_epoch", "test": {accuracy, macro_f1, weighted_f1,
-  confusion}}``, rewritten after every epoch (``test`` once the run ends);
-* ``confusion.png``: the test confusion matrix of the best epoch.
+  confusion, split, images, selection}}``, rewritten after every epoch
+  (``test`` once the run ends); ``best_epoch`` is the chosen epoch (the best
+  on the select split; with ``selection='inner'`` on a share of the training
+  images kept out of training; with ``selection='last'`` the last);
+* ``confusion.png``: the held-out confusion matrix of the chosen epoch.
 
 The same call on a folder that holds checkpoints resumes from the latest
 one: model, optimizer and schedule position, and the data iterator (the
@@ -27,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.data.builders import SPLITS
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
 from gestaltxai.files import differences, write_json
@@ -109,15 +117,53 @@ class _Evaluator:
             'predicted': predicted}
 
 
-def _split_indices(dataset: FaceDataset, fold: int, batch_size: int) -> dict[str, np.ndarray]:
-  splits = {split: dataset.indices(fold, split) for split in SPLITS}
-  for split, indices in splits.items():
+#: The roles training reads (annotated images take no part in it).
+TRAINING_ROLES = ('train', 'select', 'held_out')
+
+
+#: ``selection='inner'``: the share of each class's training images set aside to choose the
+#: epoch on (at least one image of a class with two or more).
+INNER_SHARE = 0.2
+
+
+def inner_split(train: np.ndarray, labels: np.ndarray, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """(train, select): :data:`INNER_SHARE` of each class's training records, drawn with
+  ``seed``, leave training to choose the epoch on (sorted record indices)."""
+  rng = np.random.default_rng(seed)
+  select = []
+  for label in np.unique(labels[train]):
+    members = rng.permutation(train[labels[train] == label])
+    if len(members) > 1:
+      select.append(members[:max(1, int(round(INNER_SHARE * len(members))))])
+  select = np.sort(np.concatenate(select)) if select else np.zeros(0, np.int64)
+  return np.setdiff1d(train, select), select
+
+
+def _role_indices(dataset: FaceDataset, fold: int, config: TrainConfig) -> dict[str, np.ndarray]:
+  """{role: record indices} of the roles training reads, each checked non-empty; with
+  ``selection='inner'`` the select images come out of the training images."""
+  roles, batch_size = dataset.roles, config.batch_size
+  found = {role: dataset.role_indices(fold, role) for role in TRAINING_ROLES}
+  for role, indices in found.items():
     if not len(indices):
-      raise ValueError(f'fold {fold} of {dataset.directory} has no {split} images')
-  if len(splits['train']) < batch_size:
-    raise ValueError(f'fold {fold} has {len(splits["train"])} training images, fewer than '
+      raise ValueError(f'fold {fold} of {dataset.directory} has no {roles.split(role)} images '
+                       f'(the {role} role; {roles.describe()})')
+  if config.selection == 'inner':
+    found['train'], found['select'] = inner_split(found['train'], dataset.labels, config.seed)
+    if not len(found['select']):
+      raise ValueError(f'fold {fold}: no class has two training images, so --select inner has '
+                       'none to choose the epoch on; use --select last')
+  if len(found['train']) < batch_size:
+    raise ValueError(f'fold {fold} has {len(found["train"])} training images, fewer than '
                      f'one batch of {batch_size}')
-  return splits
+  return found
+
+
+def chosen_epoch(history: Sequence[dict], selection: str) -> int:
+  """The epoch a fold keeps: the best accuracy on the select images (earliest of ties; 'best'
+  and 'inner'), or the last."""
+  return history[-1]['epoch'] if selection == 'last' else ckpt.best_step(history)
 
 
 def _check_resumable(saved: dict, expected: dict, directory: pathlib.Path) -> None:
@@ -143,22 +189,28 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
     The content of ``metrics.json``.
   """
   classes = dataset.classes
-  splits = _split_indices(dataset, fold, config.batch_size)
+  roles = dataset.roles
+  splits = _role_indices(dataset, fold, config)
   mean_bgr = dataset.mean_bgr(fold)
   model = config.model.build(len(classes), config.dtype)
   steps_per_epoch = len(splits['train']) // config.batch_size
   tx = make_optimizer(config, steps_per_epoch)
   parallel = DataParallel(model, tx, config.batch_size, devices)
   index, count = parallel.process_block
-  source = (cache_records(dataset, np.concatenate(list(splits.values())), config.image_size)
+  source = (cache_records(dataset, np.unique(np.concatenate(list(splits.values()))),
+                          config.image_size)
             if config.cache else dataset)
   train_plan = plan_batches(splits['train'], config.batch_size, seed=config.seed,
                             epochs=range(config.epochs), shuffle=True, flip=config.flip,
                             process_index=index, process_count=count, remainder='drop')
   stream = iterate(batch_dataset(source, train_plan, mean_bgr=mean_bgr,
                                  image_size=config.image_size), workers=config.workers)
-  evaluators = {split: _Evaluator(parallel, source, splits[split], config, mean_bgr)
-                for split in ('val', 'test')}
+  evaluators = {role: _Evaluator(parallel, source, splits[role], config, mean_bgr)
+                for role in ('select', 'held_out')}
+  if config.selection == 'best' and roles.select == roles.held_out:
+    log(f'fold {fold}: the epoch is chosen on the held-out split {roles.held_out!r}, which is '
+        'then scored (the reference\'s protocol; optimistic). --select inner chooses it on '
+        'training images set aside, --select last fixes it.')
 
   out = fold_dir(runs, fold)
   keep = ckpt.LatestAndBest()
@@ -192,13 +244,13 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   for epoch in range(len(history) + 1, config.epochs + 1):
     started = time.perf_counter()
     state, train = _train_epoch(parallel, state, stream, steps_per_epoch, bar)
-    val = evaluators['val'](state.variables)
+    val = evaluators['select'](state.variables)
     history.append({'epoch': epoch, 'train_loss': train['loss'],
                     'train_accuracy': train['accuracy'],
                     'val_loss': val['loss'], 'val_accuracy': val['accuracy'],
                     'learning_rate': float(rate((epoch - 1) * steps_per_epoch)),
                     'seconds': time.perf_counter() - started})
-    best = keep.best_epoch = ckpt.best_step(history)
+    best = keep.best_epoch = chosen_epoch(history, config.selection)
     ckpt.save(checkpoints, epoch, state, stream, {
         **identity, 'epoch': epoch, 'best_epoch': best, 'history': history,
         'best_val_accuracy': next(h['val_accuracy'] for h in history if h['epoch'] == best)})
@@ -210,19 +262,23 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
     bar.close()
   ckpt.wait(checkpoints)
 
-  best = ckpt.best_step(history)
+  best = chosen_epoch(history, config.selection)
   variables = ckpt.restore_variables(checkpoints, best, parallel.abstract(state.variables))
   checkpoints.close()
-  test = evaluators['test'](variables)
+  test = evaluators['held_out'](variables)
   confusion = confusion_matrix(test['labels'], test['predicted'], len(classes))
-  result = {'config': identity['config'], 'fold': fold, 'classes': classes, 'epochs': history,
-            'best_epoch': best, 'test': {**scores(confusion), 'loss': test['loss'],
-                                         'confusion': confusion.tolist()}}
+  result = {'config': identity['config'], 'fold': fold, 'classes': classes,
+            'roles': roles.to_dict(), 'epochs': history, 'best_epoch': best,
+            'test': {**scores(confusion), 'loss': test['loss'], 'confusion': confusion.tolist(),
+                     'split': roles.held_out, 'images': int(len(splits['held_out'])),
+                     'selection': config.selection}}
   if lead:
     write_json(out / METRICS_FILE, result)
     plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
-                   f'fold {fold}, epoch {best}: test accuracy {result["test"]["accuracy"]:.3f}')
-  log(f'fold {fold}: best epoch {best}, test accuracy {result["test"]["accuracy"]:.3f}, '
+                   f'fold {fold}, epoch {best}: held-out ({roles.held_out}) accuracy '
+                   f'{result["test"]["accuracy"]:.3f}')
+  log(f'fold {fold}: {config.selection} epoch {best}, held-out ({roles.held_out}, '
+      f'{len(splits["held_out"])} images) accuracy {result["test"]["accuracy"]:.3f}, '
       f'macro F1 {result["test"]["macro_f1"]:.3f}')
   return result
 
@@ -296,8 +352,21 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
   summary = summarize({name: result['test'] for name, result in results.items()})
   confusion = np.sum([result['test']['confusion'] for result in results.values()], axis=0)
   summary.update(classes=list(classes.pop()), confusion=confusion.tolist(),
-                 best_epochs={name: result['best_epoch'] for name, result in results.items()})
+                 best_epochs={name: result['best_epoch'] for name, result in results.items()},
+                 held_out={name: {key: result['test'].get(key)
+                                  for key in ('split', 'images', 'selection')}
+                           for name, result in results.items()})
   write_json(runs / SUMMARY_FILE, summary)
   plot_confusion(confusion, summary['classes'], runs / CONFUSION_FIGURE,
-                 f'{", ".join(results)}: mean test accuracy {summary["mean"]["accuracy"]:.3f}')
-  return summary, format_table(summary)
+                 f'{", ".join(results)}: mean held-out accuracy {summary["mean"]["accuracy"]:.3f}')
+  return summary, format_table(summary) + '\n' + _held_out_line(summary['held_out'])
+
+
+def _held_out_line(held_out: dict[str, dict]) -> str:
+  """'scored on the held-out split val (fold-1 18 images); epoch: best on the select split'."""
+  splits = sorted({str(v['split']) for v in held_out.values()})
+  selections = sorted({str(v['selection']) for v in held_out.values()})
+  images = ', '.join(f'{name} {v["images"]}' for name, v in held_out.items())
+  return (f'scored on the held-out split {"/".join(splits)} ({images} images); epoch: '
+          f'{"/".join(selections)} ("best": the best accuracy on the select split; "inner": '
+          'on a share of the training images; "last": the last)')
