@@ -23,7 +23,8 @@ def run(args) -> None:
       method_options=extract.parse_method_options(args.method_options), regions=args.regions,
       folds=args.folds, batch_size=args.batch_size, shard_size=args.shard_size,
       dtype=args.dtype, out_format=args.format, seed=args.seed, workers=args.workers,
-      progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None))
+      progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None),
+      overwrite=args.overwrite)
   index, count = extract.process_split(args.process_index, args.process_count)
   done = job.run(index, count)
   if joined:  # every process finishes its shards before process 0 assembles
@@ -95,5 +96,8 @@ def add_parser(commands) -> None:
   parser.add_argument('--distributed', action='store_true',
                       help='let JAX find the cluster (SLURM, TPU pod) and join it')
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace a finished table at --out (with its maps, provenance and '
+                           'shards)')
   parser.set_defaults(run=run)
 

@@ -11,7 +11,8 @@ SHOWN_SKIPPED = 8
 
 def add_rq1_arguments(parser) -> None:
   """The RQ1 options (shared with ``gestaltxai report``)."""
-  parser.add_argument('--control', default='Unaffected', help='the control class')
+  parser.add_argument('--control', help="the control class (default: the dataset's, else the "
+                      "class named 'unaffected' in any case)")
   parser.add_argument('--syndromes', nargs='+', help='classes to test (default: all others)')
   parser.add_argument('--regions', nargs='+', help='regions to test (default: every '
                       '<region>_xai column)')
@@ -60,12 +61,29 @@ def summary_lines(results) -> list[str]:
   return lines
 
 
+def checked_rq1_config(args, table):
+  """RQ1's settings with the control resolved and every option checked against ``table``."""
+  from gestaltxai.stats import options
+  args.control = options.resolve_control(args.control, args.table, table.classes)
+  config = rq1_config(args)
+  options.check_rq1_options(config, table.classes, table.regions(config.suffix), args.table)
+  return config
+
+
 def run(args) -> None:
-  from gestaltxai import stats
+  from gestaltxai import outputs, provenance, stats
+  from gestaltxai.stats import results as results_lib
   table = stats.read_table(args.table)
+  config = checked_rq1_config(args, table)
+  owned = [args.out / name for name in (
+      results_lib.RQ1_FILE, results_lib.RQ1_SUMMARY_FILE, results_lib.RQ2_FILE,
+      results_lib.RQ2_SUMMARY_FILE, results_lib.SKIPPED_FILE, results_lib.SETTINGS_FILE,
+      provenance.STATS_FILE)]
+  outputs.claim(owned, args.overwrite, 'finished statistics')
   hpo = stats.read_hpo(args.hpo) if args.hpo else None
-  results = stats.compute(table, hpo, rq1_config(args))
+  results = stats.compute(table, hpo, config)
   written = stats.write_results(results, args.out)
+  written.append(provenance.write_stats_provenance(args.out, args.table, args.hpo))
   print('\n'.join(summary_lines(results)))
   if results.skipped:
     print(f'\n{len(results.skipped)} tests or inputs skipped (all in {args.out / "skipped.csv"}):',
@@ -77,7 +95,8 @@ def run(args) -> None:
       print(f'  ... and {len(results.skipped) - SHOWN_SKIPPED} more', file=sys.stderr)
   print('\nwrote ' + ', '.join(str(p) for p in written))
   if not results.rq1 and not results.rq2:
-    raise ValueError(f'no test could be computed from {args.table}; see {written[-2]}')
+    raise ValueError(f'no test could be computed from {args.table}; see '
+                     f'{args.out / results_lib.SKIPPED_FILE}')
 
 
 def add_parser(commands) -> None:
@@ -88,4 +107,6 @@ def add_parser(commands) -> None:
                       help='folder of per-syndrome HPO annotation CSVs (enables RQ2)')
   parser.add_argument('--out', type=pathlib.Path, required=True, help='output folder')
   add_rq1_arguments(parser)
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace the statistics in --out (every file stats writes there)')
   parser.set_defaults(run=run)

@@ -30,6 +30,10 @@ def run(args) -> None:
     print(f'{args.config}: {len(dataset)} images, {len(dataset.classes)} classes, '
           f'{jax.device_count()} devices in {jax.process_count()} processes, global batch '
           f'{config.batch_size}, {config.epochs} epochs, {config.dtype}')
+  if args.overwrite and lead:  # every file of the folds trained again
+    from gestaltxai import outputs
+    from gestaltxai.train.loop import fold_dir
+    outputs.remove([fold_dir(args.out, fold) for fold in folds])
   for fold in folds:
     train_fold(dataset, fold, config, args.out, weights=args.weights, progress=not args.quiet,
                log=print if lead else (lambda _: None))
@@ -61,6 +65,8 @@ def add_parser(commands) -> None:
                      help="the body's base rate (the head's follows); default: the configuration's")
   train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
+  train.add_argument('--overwrite', action='store_true',
+                     help='replace the folds\' runs in --out instead of resuming them')
   multi = train.add_argument_group('multi-host (run the same command in every process)')
   multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')
   multi.add_argument('--num-processes', type=int, help='($JAX_NUM_PROCESSES)')

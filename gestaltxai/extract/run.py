@@ -29,9 +29,11 @@ from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, ite
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
+from gestaltxai.provenance import dataset_fingerprint  # pylint: disable=unused-import
 from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
@@ -109,7 +111,7 @@ def best_epoch_dir(fold_dir: pathlib.Path) -> pathlib.Path:
     latest = manager.latest_step()
     if latest is None:
       raise FileNotFoundError(f'no complete checkpoint in {directory}')
-    return directory / str(checkpoints.read_metadata(manager, latest)['best_epoch'])
+    return directory / str(chain.read_checkpoint_metadata(directory / str(latest))['best_epoch'])
   finally:
     manager.close()
 
@@ -122,15 +124,6 @@ def fingerprint_files(path: pathlib.Path) -> str:
     with open(file, 'rb') as f:
       for block in iter(lambda: f.read(1 << 20), b''):
         digest.update(block)
-  return digest.hexdigest()
-
-
-def dataset_fingerprint(dataset: FaceDataset) -> str:
-  """sha256 of the dataset folder's file names and sizes."""
-  digest = hashlib.sha256()
-  for file in sorted(dataset.directory.iterdir()):
-    if file.is_file():
-      digest.update(file.name.encode() + str(file.stat().st_size).encode())
   return digest.hexdigest()
 
 
@@ -217,6 +210,10 @@ class Extraction:
   workers: int = 0
   progress: bool = True
   log: Callable[[str], None] = print
+  #: Replace a finished table (and its maps, provenance and shards) at ``table``.
+  overwrite: bool = False
+  #: What the rows are made from (:func:`gestaltxai.provenance.table_record`).
+  made_from: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     self.region_set = specs.REGION_SETS[self.region_set_name]
@@ -237,6 +234,7 @@ class Extraction:
   def run(self, process_index: int = 0, process_count: int = 1) -> dict:
     """Computes this process's missing shards; returns what was done and what is left."""
     started = time.time()
+    outputs.claim_table(self.table, self.store.directory, self.arguments, self.overwrite)
     self.store.open(self.arguments, self.shards)
     mine = self.shards[process_index::process_count]
     todo = self.store.missing(mine)
@@ -397,8 +395,10 @@ class Extraction:
     images = sum(i['images'] for i in infos)
     seconds = sum(i['seconds'] for i in infos)
     problems = sum(i['problems'] for i in infos)
+    table_fingerprint = chain.file_fingerprint(self.table)
     self._write_maps()
     provenance = {
+        chain.KEY: {**self.made_from, 'table': table_fingerprint},
         'table': str(self.table), 'rows': rows, 'images': images,
         'problem_rows': problems, 'arguments': self.arguments,
         'checkpoints': {str(f): str(s.path) for f, s in sorted(self.sources.items())},
@@ -437,6 +437,7 @@ class Extraction:
       out['mean_image'] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     # Only the first shard holds examples, so its arrays came through the sum unchanged.
     out.update({k: v for k, v in totals.items() if k.startswith(EXAMPLES_PREFIX)})
+    out[chain.KEY] = np.array(chain.maps_record(self.table))
     atomic_write(maps_path(self.table), lambda p: save_npz(p, out))
 
 
@@ -490,10 +491,8 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     raise ValueError(f'--regions must be one of {sorted(specs.REGION_SETS)}, got {regions!r}')
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
-  out_format = settings.pop('out_format', None) or (
-      'csv' if table.suffix.lower() == '.csv' else 'parquet')
-  if out_format not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  out_format = _table_format(table, settings.pop('out_format', None))
+  outputs.check_writable(table.parent)
   method_list = specs.method_specs(methods, method_options)
   if runs is not None:
     folds = sorted(folds or range(1, dataset.num_folds + 1))
@@ -504,6 +503,9 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
     sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
                for fold in folds}
+    # Each fold's run must have been trained on this dataset's split of that fold.
+    run_records = {fold: chain.check_run_for_extraction(sources[fold].path, dataset, fold)
+                   for fold in folds}
     fold_indices = {fold: dataset.indices(fold, 'test') for fold in folds}
   else:
     if folds:
@@ -514,6 +516,7 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     source = (ModelSource(best_epoch_dir(weights), True) if weights.is_dir()
               and not weights.name.isdigit() else ModelSource(weights, weights.is_dir()))
     sources = {NO_FOLD: source}
+    run_records = {}
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
@@ -522,8 +525,40 @@ def extraction(data_dir, out, *, runs=None, weights=None,
                       ('shard size', settings.get('shard_size', 1))):
     if value < 1:
       raise ValueError(f'the {name} must be at least 1, got {value}')
+  made_from = {**chain.table_record(chain.dataset_record(dataset), run_records),
+               'control': control_class(dataset)}
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
-                    out_format=out_format, **settings)
+                    out_format=out_format, made_from=made_from, **settings)
+
+
+#: The control class's name where a dataset's metadata names none (any case).
+DEFAULT_CONTROL = 'unaffected'
+#: Table suffixes of each format.
+_SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
+
+
+def control_class(dataset: FaceDataset) -> Optional[str]:
+  """The dataset's control class: its metadata's ``control``, else a class named
+  'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
+  named = dataset.metadata.get('control')
+  if named:
+    return str(named)
+  return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)
+
+
+def _table_format(table: pathlib.Path, out_format: Optional[str]) -> str:
+  """The format from ``--format`` or the suffix; a suffix of the other format is refused."""
+  by_suffix = next((f for f, suffixes in _SUFFIXES.items()
+                    if table.suffix.lower() in suffixes), None)
+  if out_format is not None and out_format not in FORMATS:
+    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  if by_suffix is None:
+    raise ValueError(f'--out {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
+                     'are not read back as tables')
+  if out_format is not None and out_format != by_suffix:
+    raise ValueError(f'--format {out_format} does not match --out {table} ({by_suffix} by its '
+                     f'suffix): give --out TABLE{_SUFFIXES[out_format][0]}')
+  return by_suffix
 
 
 def process_split(process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:

@@ -56,6 +56,7 @@ class ReportInputs:
   provenance: Optional[pathlib.Path] = None
   rq1: Rq1Config = Rq1Config()
   ground_truth: Optional[pathlib.Path] = None  # the demo's summary.json
+  chain: Sequence[str] = ()  # what the inputs were made from (gestaltxai.provenance)
 
 
 # Blocks: plain dicts the template lays out by their 'kind'.
@@ -476,8 +477,11 @@ def _ground_truth_section(path, warnings) -> _Section:
   return section
 
 
-def _provenance_section(path) -> _Section:
+def _provenance_section(path, chain: Sequence[str] = ()) -> _Section:
   section = _Section('provenance', 'Provenance')
+  if chain:
+    section.blocks += [_text('Made from (content fingerprints, checked when the report was '
+                             'written):'), {'kind': 'pre', 'text': '\n'.join(chain)}]
   if path is None:
     section.blocks.append(_note('No TABLE.json beside the table.'))
     return section
@@ -528,7 +532,7 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
       lambda: _method_section(table, results, config, map_set),
       lambda: _examples_section(map_set),
       lambda: _cost_section(report_inputs.bench, warnings),
-      lambda: _provenance_section(provenance),
+      lambda: _provenance_section(provenance, report_inputs.chain),
   ]
   if report_inputs.ground_truth is not None:
     builders.insert(1, lambda: _ground_truth_section(report_inputs.ground_truth, warnings))
