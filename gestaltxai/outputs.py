@@ -17,8 +17,9 @@ from typing import Mapping, Sequence
 
 from gestaltxai.files import differences, json_default
 
-#: Bytes written to probe an output folder: a full disk or a file-size limit shows here.
-PROBE_BYTES = 1 << 20
+#: Bytes written to probe an output folder: a read-only folder, a full disk or a tight
+#: file-size limit shows here (a disk that fills during the run shows at the next save).
+PROBE_BYTES = 1 << 16
 #: Files ``gestaltxai train`` writes into RUNS from the folds (``gestaltxai evaluate``):
 #: stale once a fold is retrained.
 RUNS_SUMMARIES = ('summary.json', 'confusion.png')

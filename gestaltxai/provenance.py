@@ -190,12 +190,16 @@ def check_run_for_extraction(epoch_dir: pathlib.Path, dataset, fold: int) -> dic
   return recorded
 
 
-def recorded_runs(runs: pathlib.Path, skip: Sequence[str] = ()) -> dict[str, dict]:
-  """{fold folder name: its provenance} of every ``fold-K`` under ``runs`` with metrics."""
+def recorded_runs(runs: pathlib.Path, skip: Sequence[str] = (),
+                  required: bool = True) -> dict[str, dict]:
+  """{fold folder name: its provenance} of every ``fold-K`` under ``runs`` with metrics
+  (``{}`` for a fold that records none, unless ``required``: then an error)."""
   found = {}
   for path in sorted(pathlib.Path(runs).glob(f'fold-*/{_METRICS_FILE}')):
     if path.parent.name not in skip:
-      found[path.parent.name] = _recorded_run(read_json(path, 'fold metrics'), path)
+      metrics = read_json(path, 'fold metrics')
+      found[path.parent.name] = (_recorded_run(metrics, path) if required
+                                 else dict(metrics.get(KEY) or {}))
   return found
 
 
@@ -349,12 +353,13 @@ def check_dataset_for_table(data_dir: pathlib.Path, table_provenance: Optional[M
 def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping],
                          table_classes: Iterable[str], table: pathlib.Path) -> dict:
   """Refuses --runs whose folds are not the runs the table was extracted with."""
-  found = recorded_runs(runs)
+  table_dataset = ((table_provenance or {}).get('dataset') or {}).get('dataset')
+  # Runs that record nothing can be checked against a table that records nothing by classes.
+  found = recorded_runs(runs, required=bool(table_dataset))
   if not found:
     raise FileNotFoundError(f'--runs {runs}: no fold-K/{_METRICS_FILE} (written by '
                             '`gestaltxai train`)')
   table_runs = (table_provenance or {}).get('runs') or {}
-  table_dataset = ((table_provenance or {}).get('dataset') or {}).get('dataset')
   for name, record in found.items():
     if table_dataset and record['dataset'] != table_dataset:
       raise ValueError(_dataset_mismatch(f'--runs {pathlib.Path(runs) / name}', record,
@@ -368,7 +373,13 @@ def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping]
   if not table_dataset:
     for name, record in found.items():
       metrics = read_json(pathlib.Path(runs) / name / _METRICS_FILE, 'fold metrics')
-      _check_classes(metrics.get('classes', []), table_classes, f'--runs {runs}/{name}', table)
+      confusion = (metrics.get('test') or {}).get('confusion') or []
+      if 'classes' in metrics:
+        _check_classes(metrics['classes'], table_classes, f'--runs {runs}/{name}', table)
+      elif confusion and len(confusion) != len(list(table_classes)):
+        raise ValueError(f'--runs {runs}/{name} has a {len(confusion)}-class confusion matrix; '
+                         f'--table {table} has {len(list(table_classes))} classes: give the '
+                         'runs the table was made from')
   return found
 
 

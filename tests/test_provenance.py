@@ -231,6 +231,7 @@ def test_report_inputs_must_come_from_its_table(study, tmp_path, capsys):
   assert status == 0, err
   dataset = json.loads((study / 'table.json').read_text())['provenance']['dataset']['dataset']
   assert f'dataset {dataset[:12]}' in printed and f'dataset {dataset[:12]}' in out.read_text()
+  assert '6 aligned faces in 12 classes' in out.read_text()  # the dataset section
   refused(['report', '--table', table, '--out', out], capsys, str(out), '--overwrite')
 
 
