@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+from gestaltxai.cli import int_at_least
+
 
 def run(args) -> None:
   from gestaltxai.train import distributed
@@ -57,13 +59,13 @@ def add_parser(commands) -> None:
   train.add_argument('--config', default='reference', help='reference (default) or tiny')
   train.add_argument('--weights', type=pathlib.Path,
                      help='resnet50_ft_weight.pkl (VGGFace2) or a trained fold folder')
-  train.add_argument('--epochs', type=int, help="default: the configuration's")
+  train.add_argument('--epochs', type=int_at_least(1), help="default: the configuration's")
   train.add_argument('--seed', type=int, help='default: 0')
   train.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype')
-  train.add_argument('--batch-size', type=int, help="global batch; default: the configuration's")
+  train.add_argument('--batch-size', type=int_at_least(1), help="global batch; default: the configuration's")
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
-  train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
+  train.add_argument('--workers', type=int_at_least(0), help='decoding processes per host (0: threads)')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
   train.add_argument('--overwrite', action='store_true',
                      help='replace the folds\' runs in --out instead of resuming them')
