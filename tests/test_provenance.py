@@ -179,6 +179,13 @@ def test_damaged_files_are_named(study, tmp_path, capsys):
   checkpoint.write_text('{')
   refused(['extract', '--data-dir', study / 'data-a', '--runs', runs, '--out',
            tmp_path / 't.parquet', *EXTRACT], capsys, str(checkpoint), 'checkpoint metadata')
+  checkpoint.write_text((study / 'runs' / 'fold-1' / 'checkpoints' / '1' / 'metadata' /
+                         'metadata').read_text())
+  for array_file in (runs / 'fold-1' / 'checkpoints' / '1' / 'variables').glob('**/d/*'):
+    array_file.write_bytes(b'\0' * 64)  # the metadata intact, the arrays not
+  refused(['extract', '--data-dir', study / 'data-a', '--runs', runs, '--out',
+           tmp_path / 'v.parquet', *EXTRACT], capsys,
+          f'{runs / "fold-1" / "checkpoints" / "1"}: the saved arrays cannot be read')
   # A damaged shard of a run with the same arguments: named when the table is assembled.
   shutil.copytree(study / 'table.parquet.shards', tmp_path / 'u.parquet.shards')
   shard = sorted((tmp_path / 'u.parquet.shards').glob('*.parquet'))[0]

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(err: BaseException) -> str:
   # KeyError's str() is the repr of its key; the message is its argument.
   text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+  lines = str(text).strip().splitlines() or ['']
+  if len(lines) > 1:  # a library's multi-line dump (tensorstore's specs): its first line
+    text = f'{lines[0].rstrip(" :")} ... (run with --debug for the rest)'
   if isinstance(err, ANTICIPATED):
     return text
   return f'{type(err).__name__}: {text} (unexpected: run with --debug for the traceback)'
