@@ -1,4 +1,5 @@
-"""Provenance as a chain: what each artefact was made from, written and checked side by side.
+"""Provenance as a chain: what each artefact was made from, written and checked side by side
+(one module on purpose, each writer beside its checker, so longer than ~400 lines).
 
 Every artefact records a content fingerprint of its inputs, and every stage
 checks the chain of its inputs before any work:
@@ -162,7 +163,7 @@ def _recorded_run(metadata: Mapping, where: pathlib.Path) -> dict:
   if not isinstance(record, dict) or 'dataset' not in record:
     raise ValueError(f'{where} records no dataset fingerprint (made by an earlier gestaltxai), '
                      'so what it was trained on cannot be checked: retrain it with '
-                     '`gestaltxai train --overwrite`')
+                     '`gestaltxai train --overwrite`, or use another RUNS folder')
   return record
 
 
@@ -214,6 +215,9 @@ def check_runs_folder(runs: pathlib.Path, record: Mapping, fold_name: str) -> No
 
 def check_one_dataset(runs: pathlib.Path, results: Mapping[str, Mapping]) -> None:
   """Refuses to summarise folds (``{fold name: metrics}``) of different datasets."""
+  records = {name: dict(metrics.get(KEY) or {}) for name, metrics in results.items()}
+  if not any(records.values()):
+    return  # folds of an earlier gestaltxai record nothing to compare
   records = {name: _recorded_run(metrics, pathlib.Path(runs) / name / _METRICS_FILE)
              for name, metrics in results.items()}
   first_name, first = next(iter(records.items()))
@@ -429,6 +433,11 @@ def check_report_inputs(table: pathlib.Path, table_classes: Iterable[str], *,
     if path is not None and not pathlib.Path(path).exists():
       raise FileNotFoundError(f'{flag} {path} does not exist')
   recorded = read_table_provenance(table, table_provenance_path)
+  described = (recorded or {}).get('table')
+  if described and described != file_fingerprint(table):
+    raise ValueError(f'{table_provenance_path or table.with_suffix(".json")} describes table '
+                     f'{short(described)}; --table {table} is {short(file_fingerprint(table))}: '
+                     'give the provenance written beside this table by `gestaltxai extract`')
   stats_record = check_stats(stats, table) if stats is not None else None
   maps_record_ = check_maps(maps, table) if maps is not None else None
   if maps is None and default_maps is not None:

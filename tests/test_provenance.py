@@ -210,7 +210,6 @@ def changed_table(study, tmp_path):
 def test_report_inputs_must_come_from_its_table(study, tmp_path, capsys):
   table = study / 'table.parquet'
   other = changed_table(study, tmp_path)
-  shutil.copy(study / 'table.json', tmp_path / 'other.json')  # claims the study's provenance
   stats_dir = tmp_path / 'stats'
   status, _, err = run(['stats', '--table', table, '--out', stats_dir], capsys)
   assert (stats_dir / 'provenance.json').is_file(), err
@@ -219,6 +218,9 @@ def test_report_inputs_must_come_from_its_table(study, tmp_path, capsys):
           f'--stats {stats_dir} was made from table', '--overwrite')
   refused(['report', '--table', other, '--out', out, '--maps', study / 'table.maps.npz'], capsys,
           '--maps', 'was made from table')
+  shutil.copy(study / 'table.json', tmp_path / 'other.json')  # the study's provenance
+  refused(['report', '--table', other, '--out', out], capsys,
+          f'{tmp_path / "other.json"} describes table')
   refused(['report', '--table', table, '--out', out, '--data-dir', study / 'data-b'], capsys,
           f'--data-dir {study / "data-b"}', 'same photos')
   runs = tmp_path / 'runs'

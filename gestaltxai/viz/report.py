@@ -556,5 +556,6 @@ def write_report(report_inputs: ReportInputs, out: str | pathlib.Path) -> tuple[
   html, warnings = build_report(report_inputs)
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(html, encoding='utf-8')
+  from gestaltxai.files import atomic_write  # pylint: disable=import-outside-toplevel
+  atomic_write(out, lambda path: path.write_text(html, encoding='utf-8'))  # whole or absent
   return out, warnings
