@@ -211,8 +211,9 @@ def test_report_inputs_must_come_from_its_table(study, tmp_path, capsys):
   table = study / 'table.parquet'
   other = changed_table(study, tmp_path)
   stats_dir = tmp_path / 'stats'
-  status, _, err = run(['stats', '--table', table, '--out', stats_dir], capsys)
+  status, printed, err = run(['stats', '--table', table, '--out', stats_dir], capsys)
   assert (stats_dir / 'provenance.json').is_file(), err
+  assert 'control Unaffected' in printed  # the dataset's control, recorded in TABLE.json
   out = tmp_path / 'r.html'
   refused(['report', '--table', other, '--out', out, '--stats', stats_dir], capsys,
           f'--stats {stats_dir} was made from table', '--overwrite')

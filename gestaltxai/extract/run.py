@@ -24,16 +24,17 @@ import jax
 import numpy as np
 import pyarrow as pa
 
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
                                       plan_batches)
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
-from gestaltxai import outputs, provenance as chain
 from gestaltxai.files import atomic_write, save_npz, write_json
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
-from gestaltxai.provenance import dataset_fingerprint  # pylint: disable=unused-import
+from gestaltxai.provenance import dataset_fingerprint
+from gestaltxai.stats.options import DEFAULT_CONTROL
 from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
@@ -531,8 +532,6 @@ def extraction(data_dir, out, *, runs=None, weights=None,
                     out_format=out_format, made_from=made_from, **settings)
 
 
-#: The control class's name where a dataset's metadata names none (any case).
-DEFAULT_CONTROL = 'unaffected'
 #: Table suffixes of each format.
 _SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
 

@@ -18,7 +18,6 @@ lost).
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Callable, Optional, Sequence
@@ -27,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.data.builders import SPLITS
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
-from gestaltxai import outputs, provenance as chain
 from gestaltxai.files import differences, write_json
 from gestaltxai.train import checkpoints as ckpt
 from gestaltxai.train.config import ModelConfig, TrainConfig
@@ -298,7 +297,7 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
   if not found:
     raise FileNotFoundError(f'no fold-K/{METRICS_FILE} under {runs} (written by '
                             '`gestaltxai train`)')
-  results = {p.parent.name: chain.read_json(p, "fold metrics") for p in found}
+  results = {p.parent.name: chain.read_json(p, 'fold metrics') for p in found}
   unfinished = [name for name, result in results.items() if 'test' not in result]
   if unfinished:
     raise ValueError(f'{", ".join(unfinished)} under {runs} not finished: no test result yet '
