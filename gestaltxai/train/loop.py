@@ -228,8 +228,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   confusion = confusion_matrix(test['labels'], test['predicted'], len(classes))
   result = {'config': identity['config'], 'fold': fold, 'classes': classes, 'epochs': history,
             'best_epoch': best, 'test': {**scores(confusion), 'loss': test['loss'],
-                                         'confusion': confusion.tolist()},
-            chain.KEY: made_from}
+                                         'confusion': confusion.tolist()}}
+  result[chain.KEY] = made_from
   if lead:
     write_json(out / METRICS_FILE, result)
     plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
