@@ -229,11 +229,14 @@ def check_one_dataset(runs: pathlib.Path, results: Mapping[str, Mapping]) -> Non
                        'folds with --overwrite, or move them to their own RUNS folder')
 
 
-def expected_folds(results: Mapping[str, Mapping]) -> Optional[int]:
-  """The number of folds of the folds' dataset, as recorded."""
-  counts = {(m.get(KEY) or {}).get('num_folds') for m in results.values()}
-  counts.discard(None)
-  return counts.pop() if len(counts) == 1 else None
+def fold_count_note(runs: pathlib.Path) -> Optional[str]:
+  """'note: 2 of 5 folds ...' when ``runs`` holds fewer folds than their dataset has."""
+  found = recorded_runs(runs, required=False)
+  counts = {record.get('num_folds') for record in found.values()} - {None}
+  if len(counts) != 1 or len(found) >= next(iter(counts)):
+    return None
+  return (f'note: {len(found)} of {next(iter(counts))} folds ({", ".join(found)}); train the '
+          'others for the full cross-validation')
 
 
 def check_resume(saved: Mapping, record: Mapping, directory: pathlib.Path) -> None:

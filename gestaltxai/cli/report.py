@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from gestaltxai.cli.stats import add_rq1_arguments, checked_rq1_config
+from gestaltxai.cli.stats import add_rq1_arguments, checked_rq1_config, rq1_config
 
 
 def run(args) -> None:
@@ -15,7 +15,7 @@ def run(args) -> None:
   from gestaltxai.viz.report import ReportInputs, write_report
   outputs.claim([args.out], args.overwrite, 'a finished report')
   table = read_table(args.table)
-  config = checked_rq1_config(args, table)
+  checked_rq1_config(args, table)  # resolves --control, refuses impossible options
   # Every input given must exist and come from this table (its dataset, runs, maps).
   chain = provenance.check_report_inputs(
       args.table, table.classes, runs=args.runs, stats=args.stats, maps=args.maps,
@@ -24,9 +24,10 @@ def run(args) -> None:
   if args.bench is not None:
     report_inputs.read_records(args.bench)  # missing or malformed: an error, not a warning
   print('made from:\n' + '\n'.join(f'  {line}' for line in chain))
-  inputs = ReportInputs(table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
+  inputs = ReportInputs(chain=tuple(chain),
+                        table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
                         data_dir=args.data_dir, bench=args.bench, maps=args.maps,
-                        provenance=args.provenance, rq1=config, chain=tuple(chain))
+                        provenance=args.provenance, rq1=rq1_config(args))
   path, warnings = write_report(inputs, args.out)
   for warning in warnings:
     print(f'warning: {warning}', file=sys.stderr)

@@ -11,8 +11,7 @@ SHOWN_SKIPPED = 8
 
 def add_rq1_arguments(parser) -> None:
   """The RQ1 options (shared with ``gestaltxai report``)."""
-  parser.add_argument('--control', help="the control class (default: the dataset's, else the "
-                      "class named 'unaffected' in any case)")
+  parser.add_argument('--control', default='Unaffected', help='the control class')
   parser.add_argument('--syndromes', nargs='+', help='classes to test (default: all others)')
   parser.add_argument('--regions', nargs='+', help='regions to test (default: every '
                       '<region>_xai column)')
@@ -20,6 +19,9 @@ def add_rq1_arguments(parser) -> None:
                       help='significance after Bonferroni (default 0.001)')
   parser.add_argument('--alpha-assumptions', type=float, default=0.05,
                       help='Levene and Shapiro-Wilk level (default 0.05)')
+  # No --control: the dataset's control, recorded in TABLE.json, else the class named
+  # 'unaffected' in any case (gestaltxai.stats.options.resolve_control).
+  parser.set_defaults(control=None)
 
 
 def rq1_config(args):
@@ -74,16 +76,15 @@ def run(args) -> None:
   from gestaltxai import outputs, provenance, stats
   from gestaltxai.stats import results as results_lib
   table = stats.read_table(args.table)
-  config = checked_rq1_config(args, table)
+  checked_rq1_config(args, table)  # resolves --control, refuses impossible options
   owned = [args.out / name for name in (
       results_lib.RQ1_FILE, results_lib.RQ1_SUMMARY_FILE, results_lib.RQ2_FILE,
       results_lib.RQ2_SUMMARY_FILE, results_lib.SKIPPED_FILE, results_lib.SETTINGS_FILE,
       provenance.STATS_FILE)]
   outputs.claim(owned, args.overwrite, 'finished statistics')
   hpo = stats.read_hpo(args.hpo) if args.hpo else None
-  results = stats.compute(table, hpo, config)
+  results = stats.compute(table, hpo, rq1_config(args))
   written = stats.write_results(results, args.out)
-  written.append(provenance.write_stats_provenance(args.out, args.table, args.hpo))
   print('\n'.join(summary_lines(results)))
   if results.skipped:
     print(f'\n{len(results.skipped)} tests or inputs skipped (all in {args.out / "skipped.csv"}):',
@@ -93,10 +94,10 @@ def run(args) -> None:
       print(f'  {skipped.analysis} {where}: {skipped.reason}', file=sys.stderr)
     if len(results.skipped) > SHOWN_SKIPPED:
       print(f'  ... and {len(results.skipped) - SHOWN_SKIPPED} more', file=sys.stderr)
+  written.insert(-2, provenance.write_stats_provenance(args.out, args.table, args.hpo))
   print('\nwrote ' + ', '.join(str(p) for p in written))
   if not results.rq1 and not results.rq2:
-    raise ValueError(f'no test could be computed from {args.table}; see '
-                     f'{args.out / results_lib.SKIPPED_FILE}')
+    raise ValueError(f'no test could be computed from {args.table}; see {written[-2]}')
 
 
 def add_parser(commands) -> None:

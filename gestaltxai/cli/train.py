@@ -27,15 +27,15 @@ def run(args) -> None:
     if not 1 <= fold <= dataset.num_folds:
       raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
                        f'1..{dataset.num_folds}')
+  if args.overwrite and jax.process_index() == 0:  # every file of the folds trained again
+    from gestaltxai import outputs
+    from gestaltxai.train.loop import fold_dir
+    outputs.remove([fold_dir(args.out, fold) for fold in folds])
   lead = jax.process_index() == 0
   if lead:
     print(f'{args.config}: {len(dataset)} images, {len(dataset.classes)} classes, '
           f'{jax.device_count()} devices in {jax.process_count()} processes, global batch '
           f'{config.batch_size}, {config.epochs} epochs, {config.dtype}')
-  if args.overwrite and lead:  # every file of the folds trained again
-    from gestaltxai import outputs
-    from gestaltxai.train.loop import fold_dir
-    outputs.remove([fold_dir(args.out, fold) for fold in folds])
   for fold in folds:
     train_fold(dataset, fold, config, args.out, weights=args.weights, progress=not args.quiet,
                log=print if lead else (lambda _: None))
@@ -65,7 +65,7 @@ def add_parser(commands) -> None:
   train.add_argument('--batch-size', type=int_at_least(1), help="global batch; default: the configuration's")
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
-  train.add_argument('--workers', type=int_at_least(0), help='decoding processes per host (0: threads)')
+  train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
   train.add_argument('--overwrite', action='store_true',
                      help='replace the folds\' runs in --out instead of resuming them')

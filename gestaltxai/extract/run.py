@@ -24,17 +24,17 @@ import jax
 import numpy as np
 import pyarrow as pa
 
-from gestaltxai import outputs, provenance as chain
 from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
                                       plan_batches)
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
 from gestaltxai.files import atomic_write, save_npz, write_json
-from gestaltxai.models import load_vggface2
-from gestaltxai.models.contract import explainable
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.provenance import dataset_fingerprint
 from gestaltxai.stats.options import DEFAULT_CONTROL
+from gestaltxai.models import load_vggface2
+from gestaltxai.models.contract import explainable
 from gestaltxai.stats.table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
@@ -209,12 +209,12 @@ class Extraction:
   out_format: str = 'parquet'
   seed: int = 0
   workers: int = 0
-  progress: bool = True
-  log: Callable[[str], None] = print
   #: Replace a finished table (and its maps, provenance and shards) at ``table``.
   overwrite: bool = False
   #: What the rows are made from (:func:`gestaltxai.provenance.table_record`).
   made_from: dict = dataclasses.field(default_factory=dict)
+  progress: bool = True
+  log: Callable[[str], None] = print
 
   def __post_init__(self):
     self.region_set = specs.REGION_SETS[self.region_set_name]
@@ -466,6 +466,34 @@ def _iso(seconds: float) -> str:
       timespec='seconds')
 
 
+#: Table suffixes of each format.
+_SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
+
+
+def control_class(dataset: FaceDataset) -> Optional[str]:
+  """The dataset's control class: its metadata's ``control``, else a class named
+  'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
+  named = dataset.metadata.get('control')
+  if named:
+    return str(named)
+  return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)
+
+
+def _table_format(table: pathlib.Path, out_format: Optional[str]) -> str:
+  """The format from ``--format`` or the suffix; a suffix of the other format is refused."""
+  by_suffix = next((f for f, suffixes in _SUFFIXES.items()
+                    if table.suffix.lower() in suffixes), None)
+  if out_format is not None and out_format not in FORMATS:
+    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  if by_suffix is None:
+    raise ValueError(f'--out {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
+                     'are not read back as tables')
+  if out_format is not None and out_format != by_suffix:
+    raise ValueError(f'--format {out_format} does not match --out {table} ({by_suffix} by its '
+                     f'suffix): give --out TABLE{_SUFFIXES[out_format][0]}')
+  return by_suffix
+
+
 def extraction(data_dir, out, *, runs=None, weights=None,
                methods: Sequence[str] = REFERENCE_METHODS, method_options=None,
                regions: str = 'reference', folds: Optional[Sequence[int]] = None,
@@ -504,9 +532,6 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
     sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
                for fold in folds}
-    # Each fold's run must have been trained on this dataset's split of that fold.
-    run_records = {fold: chain.check_run_for_extraction(sources[fold].path, dataset, fold)
-                   for fold in folds}
     fold_indices = {fold: dataset.indices(fold, 'test') for fold in folds}
   else:
     if folds:
@@ -517,8 +542,10 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     source = (ModelSource(best_epoch_dir(weights), True) if weights.is_dir()
               and not weights.name.isdigit() else ModelSource(weights, weights.is_dir()))
     sources = {NO_FOLD: source}
-    run_records = {}
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
+  # Each fold's run must have been trained on this dataset's split of that fold.
+  run_records = {fold: chain.check_run_for_extraction(source.path, dataset, fold)
+                 for fold, source in sources.items() if fold != NO_FOLD}
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
     raise ValueError(f'no test images in folds {empty} of {dataset.directory}')
@@ -526,38 +553,10 @@ def extraction(data_dir, out, *, runs=None, weights=None,
                       ('shard size', settings.get('shard_size', 1))):
     if value < 1:
       raise ValueError(f'the {name} must be at least 1, got {value}')
-  made_from = {**chain.table_record(chain.dataset_record(dataset), run_records),
-               'control': control_class(dataset)}
+  settings['made_from'] = {**chain.table_record(chain.dataset_record(dataset), run_records),
+                           'control': control_class(dataset)}
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
-                    out_format=out_format, made_from=made_from, **settings)
-
-
-#: Table suffixes of each format.
-_SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
-
-
-def control_class(dataset: FaceDataset) -> Optional[str]:
-  """The dataset's control class: its metadata's ``control``, else a class named
-  'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
-  named = dataset.metadata.get('control')
-  if named:
-    return str(named)
-  return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)
-
-
-def _table_format(table: pathlib.Path, out_format: Optional[str]) -> str:
-  """The format from ``--format`` or the suffix; a suffix of the other format is refused."""
-  by_suffix = next((f for f, suffixes in _SUFFIXES.items()
-                    if table.suffix.lower() in suffixes), None)
-  if out_format is not None and out_format not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
-  if by_suffix is None:
-    raise ValueError(f'--out {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
-                     'are not read back as tables')
-  if out_format is not None and out_format != by_suffix:
-    raise ValueError(f'--format {out_format} does not match --out {table} ({by_suffix} by its '
-                     f'suffix): give --out TABLE{_SUFFIXES[out_format][0]}')
-  return by_suffix
+                    out_format=out_format, **settings)
 
 
 def process_split(process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:

@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai import outputs, provenance as chain
 from gestaltxai.data.builders import SPLITS
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
 from gestaltxai.files import differences, write_json
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.train import checkpoints as ckpt
 from gestaltxai.train.config import ModelConfig, TrainConfig
 from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confusion, scores,
@@ -229,9 +229,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   result = {'config': identity['config'], 'fold': fold, 'classes': classes, 'epochs': history,
             'best_epoch': best, 'test': {**scores(confusion), 'loss': test['loss'],
                                          'confusion': confusion.tolist()}}
-  result[chain.KEY] = made_from
   if lead:
-    write_json(out / METRICS_FILE, result)
+    write_json(out / METRICS_FILE, {**result, chain.KEY: made_from})
     plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
                    f'fold {fold}, epoch {best}: test accuracy {result["test"]["accuracy"]:.3f}')
   log(f'fold {fold}: best epoch {best}, test accuracy {result["test"]["accuracy"]:.3f}, '
@@ -313,9 +312,4 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
   write_json(runs / SUMMARY_FILE, summary)
   plot_confusion(confusion, summary['classes'], runs / CONFUSION_FIGURE,
                  f'{", ".join(results)}: mean test accuracy {summary["mean"]["accuracy"]:.3f}')
-  table = format_table(summary)
-  expected = chain.expected_folds(results)
-  if expected and len(results) < expected:
-    table += (f'\nnote: {len(results)} of {expected} folds ({", ".join(results)}); train the '
-              'others for the full cross-validation')
-  return summary, table
+  return summary, format_table(summary)

@@ -54,9 +54,9 @@ class ReportInputs:
   bench: Optional[pathlib.Path] = None
   maps: Optional[pathlib.Path] = None
   provenance: Optional[pathlib.Path] = None
+  chain: Sequence[str] = ()  # what the inputs were made from (gestaltxai.provenance)
   rq1: Rq1Config = Rq1Config()
   ground_truth: Optional[pathlib.Path] = None  # the demo's summary.json
-  chain: Sequence[str] = ()  # what the inputs were made from (gestaltxai.provenance)
 
 
 # Blocks: plain dicts the template lays out by their 'kind'.
