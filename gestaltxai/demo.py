@@ -32,7 +32,8 @@ import jax
 import numpy as np
 
 from gestaltxai import extract as extraction
-from gestaltxai import metrics, provenance, saliency
+from gestaltxai import metrics, saliency
+from gestaltxai import provenance as chain_of
 from gestaltxai.data import builders
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
 from gestaltxai.files import write_json
@@ -223,7 +224,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   hpo = builders.hpo_dir(directory)
   results = compute(table, read_hpo(hpo), Rq1Config(control=CONTROL))
   write_results(results, paths.stats)
-  provenance.write_stats_provenance(paths.stats, paths.table, hpo)
+  chain_of.write_stats_provenance(paths.stats, paths.table, hpo)
 
   stage(f'recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
   recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
@@ -249,8 +250,8 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   write_json(paths.summary, summary)
 
   stage(f'report -> {paths.report}')
-  chain = provenance.check_report_inputs(paths.table, table.classes, runs=paths.runs,
-                                         stats=paths.stats, data_dir=directory)
+  chain = chain_of.check_report_inputs(paths.table, table.classes, runs=paths.runs,
+                                       stats=paths.stats, data_dir=directory)
   write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
                             data_dir=directory, ground_truth=paths.summary,
                             chain=tuple(chain)), paths.report)
