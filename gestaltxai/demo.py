@@ -33,6 +33,7 @@ import numpy as np
 
 from gestaltxai import extract as extraction
 from gestaltxai import metrics, saliency
+from gestaltxai import provenance as chain_of
 from gestaltxai.data import builders
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
 from gestaltxai.files import write_json
@@ -223,6 +224,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   hpo = builders.hpo_dir(directory)
   results = compute(table, read_hpo(hpo), Rq1Config(control=CONTROL))
   write_results(results, paths.stats)
+  chain_of.write_stats_provenance(paths.stats, paths.table, hpo)
 
   stage(f'recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
   recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
@@ -248,8 +250,11 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   write_json(paths.summary, summary)
 
   stage(f'report -> {paths.report}')
+  chain = chain_of.check_report_inputs(paths.table, table.classes, runs=paths.runs,
+                                       stats=paths.stats, data_dir=directory)
   write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
-                            data_dir=directory, ground_truth=paths.summary), paths.report)
+                            data_dir=directory, ground_truth=paths.summary,
+                            chain=tuple(chain)), paths.report)
   stage.finish()
   log('')
   log(summary_table(summary))

@@ -329,17 +329,12 @@ def test_stats_command_writes_csvs_and_lists_skipped(tmp_path, capsys):
   for name in ('rq1_summary.csv', 'rq2.csv', 'rq2_summary.csv', 'skipped.csv'):
     assert (out / name).is_file()
 
-  # Without a control class RQ1 computes nothing: a failure naming the rows it had, even
-  # though RQ2 was computed (and written, with the reasons in skipped.csv).
-  capsys.readouterr()
+  # A control that is no class of the table is refused before anything is written
+  # (gestaltxai.provenance's tests check the other options).
   assert main(['stats', '--table', str(path), '--hpo', str(tmp_path / 'hpo'), '--control', 'X',
                '--out', str(tmp_path / 'no-control')]) == 1
-  err = capsys.readouterr().err
-  assert "RQ1 computed no test against the control 'X'" in err
-  assert 'fold 1: KS 6, NS 5, Unaffected 4, X 0' in err
-  results = stats.read_results(tmp_path / 'no-control')
-  assert results.rq1 == [] and results.rq2
-  assert any("no control class 'X'" in s.reason for s in results.skipped)
+  assert "--control 'X' is not a class of" in capsys.readouterr().err
+  assert not (tmp_path / 'no-control').exists()
 
 
 def test_hpo_region_map_keeps_the_reference_boxes():

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
 COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'stats', 'report', 'methods',
@@ -53,9 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(err: BaseException) -> str:
   # KeyError's str() is the repr of its key; the message is its argument.
   text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+  lines = str(text).strip().splitlines() or ['']
+  if len(lines) > 1:  # a library's multi-line dump (tensorstore's specs): its first line
+    text = f'{lines[0].rstrip(" :")} ... (run with --debug for the rest)'
   if isinstance(err, ANTICIPATED):
     return text
   return f'{type(err).__name__}: {text} (unexpected: run with --debug for the traceback)'
+
+
+_BACKGROUND_LOGGERS = ('asyncio', 'orbax', 'tensorstore')
+
+
+def _quiet_background_errors():
+  """Without --debug, background threads stay silent: the command's one line says what failed.
+
+  orbax saves in threads with an asyncio loop; when a save fails (a full disk) or
+  the command stops (Ctrl-C), each of them logs or raises its own traceback
+  ("Event loop is closed"), and the main thread reports the failure anyway.
+  """
+  levels = {name: logging.getLogger(name).level for name in _BACKGROUND_LOGGERS}
+  hooks = threading.excepthook, sys.unraisablehook
+  for name in _BACKGROUND_LOGGERS:
+    logging.getLogger(name).setLevel(logging.CRITICAL)
+  threading.excepthook = lambda _: None
+  sys.unraisablehook = lambda _: None
+
+  def restore():
+    for name, level in levels.items():
+      logging.getLogger(name).setLevel(level)
+    threading.excepthook, sys.unraisablehook = hooks
+  return restore
 
 
 def main(argv=None) -> int:
@@ -64,6 +92,7 @@ def main(argv=None) -> int:
     # orbax and grain log routine notices through absl ("Given directory is read only"):
     # a command's own lines say what happened.
     logging.getLogger('absl').setLevel(logging.ERROR)
+    restore = _quiet_background_errors()
   try:
     args.run(args)
     sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -83,8 +112,22 @@ def main(argv=None) -> int:
       raise
     print(f'gestaltxai {args.command}: {_message(err)}', file=sys.stderr)
     return EXIT_ERROR
+  finally:
+    if not args.debug:
+      restore()
   return 0
 
 
+def console() -> int:
+  """The ``gestaltxai`` command: :func:`main`, then an exit that waits for no background
+  thread after a failure (orbax's would print their own errors while shutting down)."""
+  code = main()
+  if code:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  return code
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(console())

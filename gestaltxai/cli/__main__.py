@@ -2,6 +2,6 @@
 
 import sys
 
-from gestaltxai.cli import main
+from gestaltxai.cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -10,6 +10,10 @@ def run(args) -> None:
   from gestaltxai.train.loop import evaluate_runs
   summary, table = evaluate_runs(args.runs)
   print(table)
+  from gestaltxai import provenance
+  note = provenance.fold_count_note(args.runs)
+  if note:
+    print(note)
   print(f'{args.runs / "summary.json"}, {args.runs / "confusion.png"}')
   del summary
 

@@ -24,7 +24,8 @@ def run(args) -> None:
       method_options=extract.parse_method_options(args.method_options), regions=args.regions,
       folds=args.folds, roles=args.roles, batch_size=args.batch_size, shard_size=args.shard_size,
       dtype=args.dtype, out_format=args.format, seed=args.seed, workers=args.workers,
-      progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None))
+      progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None),
+      overwrite=args.overwrite)
   index, count = extract.process_split(args.process_index, args.process_count)
   done = job.run(index, count)
   if joined:  # every process finishes its shards before process 0 assembles
@@ -94,8 +95,8 @@ def add_parser(commands) -> None:
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'))
   parser.add_argument('--format', help='parquet or csv (default: from the --out suffix)')
   parser.add_argument('--seed', type=int, default=0, help='randomness of the noise methods')
-  parser.add_argument('--workers', type=int, default=0, help='decoding processes (default: threads)')
-  parser.add_argument('--process-index', type=int, help='this job of --process-count (SLURM array)')
+  parser.add_argument('--workers', type=int_at_least(0), default=0, help='decoding processes (default: threads)')
+  parser.add_argument('--process-index', type=int_at_least(0), help='this job of --process-count (SLURM array)')
   parser.add_argument('--process-count', type=int_at_least(1))
   parser.add_argument('--coordinator', help='host:port of process 0 of a jax.distributed run')
   parser.add_argument('--num-processes', type=int_at_least(1))
@@ -103,5 +104,8 @@ def add_parser(commands) -> None:
   parser.add_argument('--distributed', action='store_true',
                       help='let JAX find the cluster (SLURM, TPU pod) and join it')
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace a finished table at --out (with its maps, provenance and '
+                           'shards)')
   parser.set_defaults(run=run)
 

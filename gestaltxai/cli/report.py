@@ -5,12 +5,27 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from gestaltxai.cli.stats import add_rq1_arguments, rq1_config
+from gestaltxai.cli.stats import add_rq1_arguments, checked_rq1_config, rq1_config
 
 
 def run(args) -> None:
+  from gestaltxai import outputs, provenance
+  from gestaltxai.stats import read_table
+  from gestaltxai.viz import inputs as report_inputs
   from gestaltxai.viz.report import ReportInputs, write_report
-  inputs = ReportInputs(table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
+  outputs.claim([args.out], args.overwrite, 'a finished report')
+  table = read_table(args.table)
+  checked_rq1_config(args, table)  # resolves --control, refuses impossible options
+  # Every input given must exist and come from this table (its dataset, runs, maps).
+  chain = provenance.check_report_inputs(
+      args.table, table.classes, runs=args.runs, stats=args.stats, maps=args.maps,
+      default_maps=report_inputs.sidecar(args.table, '.maps.npz'), data_dir=args.data_dir,
+      table_provenance_path=args.provenance)
+  if args.bench is not None:
+    report_inputs.read_records(args.bench)  # missing or malformed: an error, not a warning
+  print('made from:\n' + '\n'.join(f'  {line}' for line in chain))
+  inputs = ReportInputs(chain=tuple(chain),
+                        table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
                         data_dir=args.data_dir, bench=args.bench, maps=args.maps,
                         provenance=args.provenance, rq1=rq1_config(args))
   path, warnings = write_report(inputs, args.out)
@@ -35,4 +50,5 @@ def add_parser(commands) -> None:
   parser.add_argument('--provenance', type=pathlib.Path,
                       help='provenance JSON (default: TABLE.json beside the table)')
   add_rq1_arguments(parser)
+  parser.add_argument('--overwrite', action='store_true', help='replace the report at --out')
   parser.set_defaults(run=run)

@@ -26,6 +26,9 @@ def add_rq1_arguments(parser) -> None:
                       help='significance after Bonferroni (default 0.001)')
   parser.add_argument('--alpha-assumptions', type=float, default=0.05,
                       help='Levene and Shapiro-Wilk level (default 0.05)')
+  # No --control: the dataset's control, recorded in TABLE.json, else the class named
+  # 'unaffected' in any case (gestaltxai.stats.options.resolve_control).
+  parser.set_defaults(control=None)
 
 
 def rq1_config(args):
@@ -89,9 +92,25 @@ def summary_lines(results, notebook_grid: bool = False) -> list[str]:
   return lines
 
 
+def checked_rq1_config(args, table):
+  """RQ1's settings with the control resolved and every option checked against ``table``."""
+  from gestaltxai.stats import options
+  args.control = options.resolve_control(args.control, args.table, table.classes)
+  config = rq1_config(args)
+  options.check_rq1_options(config, table.classes, table.regions(config.suffix), args.table)
+  return config
+
+
 def run(args) -> None:
-  from gestaltxai import stats
+  from gestaltxai import outputs, provenance, stats
+  from gestaltxai.stats import results as results_lib
   table = stats.read_table(args.table)
+  checked_rq1_config(args, table)  # resolves --control, refuses impossible options
+  owned = [args.out / name for name in (
+      results_lib.RQ1_FILE, results_lib.RQ1_SUMMARY_FILE, results_lib.RQ2_FILE,
+      results_lib.RQ2_SUMMARY_FILE, results_lib.SKIPPED_FILE, results_lib.SETTINGS_FILE,
+      provenance.STATS_FILE)]
+  outputs.claim(owned, args.overwrite, 'finished statistics')
   hpo = stats.read_hpo(args.hpo) if args.hpo else None
   results = stats.compute(table, hpo, rq1_config(args), rq2_config(args))
   written = stats.write_results(results, args.out)
@@ -106,6 +125,7 @@ def run(args) -> None:
       print(f'  {skipped.analysis} {where}: {skipped.reason}', file=sys.stderr)
     if len(results.skipped) > SHOWN_SKIPPED:
       print(f'  ... and {len(results.skipped) - SHOWN_SKIPPED} more', file=sys.stderr)
+  written.insert(-2, provenance.write_stats_provenance(args.out, args.table, args.hpo))
   print('\nwrote ' + ', '.join(str(p) for p in written))
   stats.check_computed(results, table)
 
@@ -138,4 +158,6 @@ def add_parser(commands) -> None:
                            'its bug, beside ours')
   parser.add_argument('--out', type=pathlib.Path, required=True, help='output folder')
   add_rq1_arguments(parser)
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace the statistics in --out (every file stats writes there)')
   parser.set_defaults(run=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+from gestaltxai.cli import int_at_least
+
 
 def run(args) -> None:
   from gestaltxai.train import distributed
@@ -26,6 +28,10 @@ def run(args) -> None:
     if not 1 <= fold <= dataset.num_folds:
       raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
                        f'1..{dataset.num_folds}')
+  if args.overwrite and jax.process_index() == 0:  # every file of the folds trained again
+    from gestaltxai import outputs
+    from gestaltxai.train.loop import fold_dir
+    outputs.remove([fold_dir(args.out, fold) for fold in folds])
   lead = jax.process_index() == 0
   if lead:
     print(f'{args.config}: {len(dataset)} images, {len(dataset.classes)} classes, '
@@ -55,10 +61,10 @@ def add_parser(commands) -> None:
   train.add_argument('--config', default='reference', help='reference (default) or tiny')
   train.add_argument('--weights', type=pathlib.Path,
                      help='resnet50_ft_weight.pkl (VGGFace2) or a trained fold folder')
-  train.add_argument('--epochs', type=int, help="default: the configuration's")
+  train.add_argument('--epochs', type=int_at_least(1), help="default: the configuration's")
   train.add_argument('--seed', type=int, help='default: 0')
   train.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype')
-  train.add_argument('--batch-size', type=int, help="global batch; default: the configuration's")
+  train.add_argument('--batch-size', type=int_at_least(1), help="global batch; default: the configuration's")
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
   train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
@@ -68,6 +74,8 @@ def add_parser(commands) -> None:
                           '"inner": best on a fifth of the training images kept out of '
                           'training, or the "last", fixed by --epochs')
   train.add_argument('--quiet', action='store_true', help='no progress bar')
+  train.add_argument('--overwrite', action='store_true',
+                     help='replace the folds\' runs in --out instead of resuming them')
   multi = train.add_argument_group('multi-host (run the same command in every process)')
   multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')
   multi.add_argument('--num-processes', type=int, help='($JAX_NUM_PROCESSES)')

@@ -498,7 +498,9 @@ class SyntheticFaces(FaceDatasetBuilder):
     return items
 
   def _extra_metadata(self):
-    return {'seed': self._seed, 'per_class': self._per_class,
+    # The control class (the stats' default --control) is the one with no planted trait.
+    control = next((c for c in self._classes if synthetic.TRAIT_REGIONS[c] is None), None)
+    return {'seed': self._seed, 'per_class': self._per_class, 'control': control,
             'trait_regions': {c: synthetic.TRAIT_REGIONS[c] for c in self._classes},
             'trait_hpo': {c: synthetic.TRAIT_HPO[c] for c in self._classes},
             'trait_strength': dict(zip(*self._strengths()[:2]))}

@@ -71,7 +71,10 @@ class FaceDataset:
 
   @classmethod
   def open(cls, path: str | pathlib.Path) -> 'FaceDataset':
-    return cls(find_dataset_dir(path))
+    directory = find_dataset_dir(path)
+    from gestaltxai.provenance import check_dataset_files  # pylint: disable=import-outside-toplevel
+    check_dataset_files(directory)
+    return cls(directory)
 
   def __getstate__(self):
     return {'directory': self.directory}

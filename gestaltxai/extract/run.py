@@ -35,6 +35,9 @@ from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
 from gestaltxai.files import atomic_write, save_npz, write_json
+from gestaltxai import outputs, provenance as chain
+from gestaltxai.provenance import dataset_fingerprint
+from gestaltxai.stats.options import DEFAULT_CONTROL
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
 from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
@@ -111,7 +114,7 @@ def best_epoch_dir(fold_dir: pathlib.Path) -> pathlib.Path:
     latest = manager.latest_step()
     if latest is None:
       raise FileNotFoundError(f'no complete checkpoint in {directory}')
-    return directory / str(checkpoints.read_metadata(manager, latest)['best_epoch'])
+    return directory / str(chain.read_checkpoint_metadata(directory / str(latest))['best_epoch'])
   finally:
     manager.close()
 
@@ -124,15 +127,6 @@ def fingerprint_files(path: pathlib.Path) -> str:
     with open(file, 'rb') as f:
       for block in iter(lambda: f.read(1 << 20), b''):
         digest.update(block)
-  return digest.hexdigest()
-
-
-def dataset_fingerprint(dataset: FaceDataset) -> str:
-  """sha256 of the dataset folder's file names and sizes."""
-  digest = hashlib.sha256()
-  for file in sorted(dataset.directory.iterdir()):
-    if file.is_file():
-      digest.update(file.name.encode() + str(file.stat().st_size).encode())
   return digest.hexdigest()
 
 
@@ -217,6 +211,10 @@ class Extraction:
   out_format: str = 'parquet'
   seed: int = 0
   workers: int = 0
+  #: Replace a finished table (and its maps, provenance and shards) at ``table``.
+  overwrite: bool = False
+  #: What the rows are made from (:func:`gestaltxai.provenance.table_record`).
+  made_from: dict = dataclasses.field(default_factory=dict)
   progress: bool = True
   log: Callable[[str], None] = print
   #: {fold: {record index: (split, role)}}: what each row's ``split`` and ``role`` say
@@ -245,6 +243,7 @@ class Extraction:
   def run(self, process_index: int = 0, process_count: int = 1) -> dict:
     """Computes this process's missing shards; returns what was done and what is left."""
     started = time.time()
+    outputs.claim_table(self.table, self.store.directory, self.arguments, self.overwrite)
     self.store.open(self.arguments, self.shards)
     mine = self.shards[process_index::process_count]
     todo = self.store.missing(mine)
@@ -408,8 +407,10 @@ class Extraction:
     images = sum(i['images'] for i in infos)
     seconds = sum(i['seconds'] for i in infos)
     problems = sum(i['problems'] for i in infos)
+    table_fingerprint = chain.file_fingerprint(self.table)
     self._write_maps()
     provenance = {
+        chain.KEY: {**self.made_from, 'table': table_fingerprint},
         'table': str(self.table), 'rows': rows, 'images': images,
         'problem_rows': problems, 'arguments': self.arguments,
         'checkpoints': {str(f): str(s.path) for f, s in sorted(self.sources.items())},
@@ -448,6 +449,7 @@ class Extraction:
       out['mean_image'] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     # Only the first shard holds examples, so its arrays came through the sum unchanged.
     out.update({k: v for k, v in totals.items() if k.startswith(EXAMPLES_PREFIX)})
+    out[chain.KEY] = np.array(chain.maps_record(self.table))
     atomic_write(maps_path(self.table), lambda p: save_npz(p, out))
 
 
@@ -473,6 +475,34 @@ def _versions() -> dict[str, str]:
 def _iso(seconds: float) -> str:
   return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
       timespec='seconds')
+
+
+#: Table suffixes of each format.
+_SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
+
+
+def control_class(dataset: FaceDataset) -> Optional[str]:
+  """The dataset's control class: its metadata's ``control``, else a class named
+  'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
+  named = dataset.metadata.get('control')
+  if named:
+    return str(named)
+  return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)
+
+
+def _table_format(table: pathlib.Path, out_format: Optional[str]) -> str:
+  """The format from ``--format`` or the suffix; a suffix of the other format is refused."""
+  by_suffix = next((f for f, suffixes in _SUFFIXES.items()
+                    if table.suffix.lower() in suffixes), None)
+  if out_format is not None and out_format not in FORMATS:
+    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  if by_suffix is None:
+    raise ValueError(f'--out {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
+                     'are not read back as tables')
+  if out_format is not None and out_format != by_suffix:
+    raise ValueError(f'--format {out_format} does not match --out {table} ({by_suffix} by its '
+                     f'suffix): give --out TABLE{_SUFFIXES[out_format][0]}')
+  return by_suffix
 
 
 def extraction(data_dir, out, *, runs=None, weights=None,
@@ -504,10 +534,8 @@ def extraction(data_dir, out, *, runs=None, weights=None,
     raise ValueError(f'--regions must be one of {sorted(specs.REGION_SETS)}, got {regions!r}')
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
-  out_format = settings.pop('out_format', None) or (
-      'csv' if table.suffix.lower() == '.csv' else 'parquet')
-  if out_format not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  out_format = _table_format(table, settings.pop('out_format', None))
+  outputs.check_writable(table.parent)
   method_list = specs.method_specs(methods, method_options)
   if runs is not None:
     folds = sorted(folds or range(1, dataset.num_folds + 1))
@@ -534,6 +562,9 @@ def extraction(data_dir, out, *, runs=None, weights=None,
               and not weights.name.isdigit() else ModelSource(weights, weights.is_dir()))
     sources = {NO_FOLD: source}
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
+  # Each fold's run must have been trained on this dataset's split of that fold.
+  run_records = {fold: chain.check_run_for_extraction(source.path, dataset, fold)
+                 for fold, source in sources.items() if fold != NO_FOLD}
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
     splits = ', '.join(f'{role} = {dataset.roles.split(role)}' for role in roles
@@ -544,6 +575,8 @@ def extraction(data_dir, out, *, runs=None, weights=None,
                       ('shard size', settings.get('shard_size', 1))):
     if value < 1:
       raise ValueError(f'the {name} must be at least 1, got {value}')
+  settings['made_from'] = {**chain.table_record(chain.dataset_record(dataset), run_records),
+                           'control': control_class(dataset)}
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
                     out_format=out_format, row_roles=row_roles, roles=tuple(roles), **settings)
 

@@ -69,11 +69,11 @@ class ShardStore:
       changed = differences(saved['arguments'], manifest['arguments'])
       if changed:
         raise ValueError(f'{self.table} was started with other arguments ('
-                         + '; '.join(changed[:6]) + f'): use another --out, or delete '
-                         f'{self.directory} to start over')
+                         + '; '.join(changed[:6]) + '): use another --out, or give '
+                         '--overwrite to start over')
       if saved['shards'] != manifest['shards']:
-        raise ValueError(f'{self.directory}: the shards differ from this run\'s; delete it to '
-                         'start over')
+        raise ValueError(f'{self.directory}: the shards differ from this run\'s; give '
+                         '--overwrite to start over')
       return
     self.directory.mkdir(parents=True, exist_ok=True)
     # Concurrent processes may all write it; they write the same bytes.
@@ -94,17 +94,25 @@ class ShardStore:
                  lambda p: pq.write_table(table, p))
 
   def info(self, shard: Shard) -> dict:
-    return json.loads((self.directory / f'{shard.id}.json').read_text())
+    path = self.directory / f'{shard.id}.json'
+    try:
+      return json.loads(path.read_text())
+    except ValueError as err:
+      raise ValueError(_corrupt(path, err)) from None
 
   def maps(self, shard: Shard) -> dict[str, np.ndarray]:
-    with np.load(self.directory / f'{shard.id}.npz', allow_pickle=False) as archive:
-      return dict(archive)
+    path = self.directory / f'{shard.id}.npz'
+    try:
+      with np.load(path, allow_pickle=False) as archive:
+        return dict(archive)
+    except (OSError, ValueError) as err:
+      raise ValueError(_corrupt(path, err)) from None
 
   def assemble(self, shards: Sequence[Shard], out_format: str) -> int:
     """Writes the table from every shard, in shard order; returns the number of rows."""
     if out_format not in FORMATS:
       raise ValueError(f'format must be one of {FORMATS}, got {out_format!r}')
-    tables = [pq.read_table(self.directory / f'{s.id}.parquet') for s in shards]
+    tables = [_read_shard(self.directory / f'{s.id}.parquet') for s in shards]
     rows = sum(t.num_rows for t in tables)
 
     def write(path):
@@ -117,6 +125,18 @@ class ShardStore:
 
     atomic_write(self.table, write)
     return rows
+
+
+def _corrupt(path: pathlib.Path, err: Exception) -> str:
+  return (f'{path}: a damaged shard file ({err}); delete {path.with_suffix(".parquet")} and run '
+          'the same command again to recompute the shard')
+
+
+def _read_shard(path: pathlib.Path) -> pa.Table:
+  try:
+    return pq.read_table(path)
+  except (pa.ArrowInvalid, OSError) as err:
+    raise ValueError(_corrupt(path, err)) from None
 
 
 def _plain(value):

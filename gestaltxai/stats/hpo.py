@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
+import io
 import json
 import os
 import pathlib
@@ -81,6 +83,19 @@ class HpoAnnotations:
     return scores
 
 
+#: How close a column name must be to an HPO term of the grouping to count as its misspelling.
+MISSPELLING_CUTOFF = 0.85
+
+
+def _check_spelling(path: pathlib.Path, columns, known) -> None:
+  """A column that is nearly a known HPO term is a typo (it would silently count nothing)."""
+  for column in columns:
+    close = difflib.get_close_matches(column, sorted(known), n=1, cutoff=MISSPELLING_CUTOFF)
+    if close:
+      raise ValueError(f'{path}: column {column!r} is not an HPO term of the grouping; did you '
+                       f'mean {close[0]!r}? Rename the column')
+
+
 def read_hpo(directory: str | os.PathLike, grouping=None) -> HpoAnnotations:
   """Reads every ``*.csv`` of ``directory`` in the reference's layout.
 
@@ -105,13 +120,19 @@ def read_hpo(directory: str | os.PathLike, grouping=None) -> HpoAnnotations:
   terms = sorted(known)
   images, sources, rows, unknown, seen = [], [], [], [], {}
   for path in paths:
-    with open(path, newline='', encoding='utf-8-sig') as f:
+    try:
+      text = path.read_text(encoding='utf-8-sig')
+    except UnicodeDecodeError as err:
+      raise ValueError(f'{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it '
+                       'as UTF-8') from None
+    with io.StringIO(text, newline='') as f:
       reader = csv.DictReader(f)
       header = [name.strip() for name in reader.fieldnames or ()]
       reader.fieldnames = header
       if 'image_name' not in header:
         raise ValueError(f'{path}: no image_name column (has {header})')
       unknown += [(path.name, name) for name in header if name not in known | ignored]
+      _check_spelling(path, [name for name in header if name not in known | ignored], known)
       columns = [name for name in header if name in known]
       for line, record in enumerate(reader, 2):
         name = record['image_name'].strip()

@@ -135,6 +135,7 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
           column_types=text_columns, strings_can_be_null=False))
   except (pa.ArrowInvalid, OSError) as err:
     raise ValueError(f'{path}: not a readable Parquet or CSV table ({err})') from err
+  _check_numeric(arrow, path)
   columns = {}
   for name in arrow.column_names:
     column = arrow.column(name)
@@ -151,4 +152,25 @@ def read_table(path: str | os.PathLike) -> CoefficientTable:
   if not table.regions(RAW_SUFFIX) and not table.regions(NORMALIZED_SUFFIX):
     raise ValueError(f'{path}: no region coefficient columns (<region>{RAW_SUFFIX} or '
                      f'<region>{NORMALIZED_SUFFIX})')
+  from gestaltxai.stats.table_checks import check_rows  # pylint: disable=import-outside-toplevel
+  check_rows(table)
   return table
+
+
+def _check_numeric(arrow: pa.Table, path: pathlib.Path) -> None:
+  """Coefficient and probability columns must hold numbers: name the first rows that do not."""
+  for name in arrow.column_names:
+    numeric = (name.endswith(RAW_SUFFIX) or name.endswith(NORMALIZED_SUFFIX)
+               or name.startswith(PROBABILITY_PREFIX) or name == 'fold')
+    kind = arrow.column(name).type
+    if numeric and not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                        or pa.types.is_null(kind)):
+      values = arrow.column(name).to_pylist()
+      bad = []
+      for row, value in enumerate(values):
+        try:
+          float(value if value not in (None, '') else 'nan')
+        except (TypeError, ValueError):
+          bad.append(f'row {row + 1}: {value!r}')
+      raise ValueError(f'{path}: column {name} must hold numbers; '
+                       + ('; '.join(bad[:3]) if bad else f'it holds {kind}'))

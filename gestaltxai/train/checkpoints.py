@@ -136,8 +136,14 @@ def restore_training(checkpoints: ocp.CheckpointManager, epoch: int, abstract_st
 
 def restore_variables(checkpoints: ocp.CheckpointManager, epoch: int, abstract_variables) -> dict:
   """{'params', 'batch_stats'} of ``epoch``, onto the shardings of ``abstract_variables``."""
-  return checkpoints.restore(epoch, args=ocp.args.Composite(
-      variables=ocp.args.StandardRestore(abstract_variables)))['variables']
+  try:
+    return checkpoints.restore(epoch, args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(abstract_variables)))['variables']
+  except Exception as err:  # pylint: disable=broad-except
+    # tensorstore and orbax raise bare Exceptions with the whole store spec as the message.
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(' See full')[0]
+    raise ValueError(f'{checkpoints.directory / str(epoch)}: the saved arrays cannot be read '
+                     f'({first}); retrain the fold with `gestaltxai train --overwrite`') from err
 
 
 def read_metadata(checkpoints: ocp.CheckpointManager, epoch: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ so :meth:`TrainConfig.from_dict` rebuilds the model without them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional
 
 import jax.numpy as jnp
@@ -102,6 +103,11 @@ class TrainConfig:
     for field in ('epochs', 'batch_size', 'image_size'):
       if getattr(self, field) < 1:
         raise ValueError(f'{field} must be at least 1, got {getattr(self, field)}')
+    for field in ('learning_rate', 'min_learning_rate'):  # NaN compares false: say so
+      value = getattr(self, field)
+      if not math.isfinite(value) or value < 0 or (field == 'learning_rate' and value == 0):
+        raise ValueError(f'{field} must be a finite rate above 0 (the floor: at least 0), '
+                         f'got {value}')
 
   def to_dict(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)

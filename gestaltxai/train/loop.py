@@ -27,7 +27,6 @@ lost).
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Callable, Optional, Sequence
@@ -39,6 +38,7 @@ import numpy as np
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
 from gestaltxai.files import differences, write_json
+from gestaltxai import outputs, provenance as chain
 from gestaltxai.train import checkpoints as ckpt
 from gestaltxai.train.config import ModelConfig, TrainConfig
 from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confusion, scores,
@@ -213,15 +213,21 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
         'training images set aside, --select last fixes it.')
 
   out = fold_dir(runs, fold)
+  made_from = chain.run_record(dataset, fold, config.to_dict())
+  chain.check_runs_folder(runs, made_from, out.name)
+  outputs.check_writable(out)  # a read-only or full folder, before orbax waits on it
   keep = ckpt.LatestAndBest()
   checkpoints = ckpt.manager(out / ckpt.CHECKPOINTS, policy=keep)
   identity = {'config': config.to_dict(), 'fold': fold, 'classes': classes,
               'image_size': config.image_size, 'mean_bgr': [float(v) for v in mean_bgr],
               'dataset': str(dataset.directory), 'devices': jax.device_count(),
-              'processes': jax.process_count()}
+              'processes': jax.process_count(), chain.KEY: made_from}
   create = jax.jit(lambda v: TrainState.create(v, tx), out_shardings=parallel.replicated)
   key = jax.random.PRNGKey(config.seed)
   latest = checkpoints.latest_step()
+  if latest is None and (out / METRICS_FILE).exists():
+    raise FileExistsError(f'{out} holds a run\'s {METRICS_FILE} but no checkpoint: give '
+                          '--overwrite to train it again, or choose another --out')
   if latest is None:
     state = create(parallel.replicate(
         initial_variables(model, config, len(classes), weights, key)))
@@ -229,6 +235,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   else:
     saved = ckpt.read_metadata(checkpoints, latest)
     _check_resumable(saved, identity, out)
+    chain.check_resume(saved, made_from, out)
+    chain.check_extension(saved['config'], identity['config'], out)
     variables = jax.eval_shape(model.init, key, jnp.zeros(
         (1, config.image_size, config.image_size, 3), jnp.float32))
     state = ckpt.restore_training(checkpoints, latest,
@@ -238,6 +246,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
     log(f'fold {fold}: resuming after epoch {latest} from {checkpoints.directory}')
 
   lead = jax.process_index() == 0
+  if lead and len(history) < config.epochs:  # evaluate's summary of the folds goes stale
+    outputs.remove([pathlib.Path(runs) / name for name in outputs.RUNS_SUMMARIES])
   rate = epoch_schedule(config, steps_per_epoch, config.learning_rate)
   bar = _progress_bar(progress and lead, (config.epochs - len(history)) * steps_per_epoch,
                       f'fold {fold}')
@@ -256,7 +266,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
         'best_val_accuracy': next(h['val_accuracy'] for h in history if h['epoch'] == best)})
     if lead:
       write_json(out / METRICS_FILE, {'config': identity['config'], 'fold': fold,
-                                      'classes': classes, 'epochs': history, 'best_epoch': best})
+                                      'classes': classes, 'epochs': history, 'best_epoch': best,
+                                      chain.KEY: made_from})
     _log_epoch(log if not bar else bar.write, fold, config.epochs, history[-1])
   if bar:
     bar.close()
@@ -273,7 +284,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
                      'split': roles.held_out, 'images': int(len(splits['held_out'])),
                      'selection': config.selection}}
   if lead:
-    write_json(out / METRICS_FILE, result)
+    write_json(out / METRICS_FILE, {**result, chain.KEY: made_from})
     plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
                    f'fold {fold}, epoch {best}: held-out ({roles.held_out}) accuracy '
                    f'{result["test"]["accuracy"]:.3f}')
@@ -341,11 +352,12 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
   if not found:
     raise FileNotFoundError(f'no fold-K/{METRICS_FILE} under {runs} (written by '
                             '`gestaltxai train`)')
-  results = {p.parent.name: json.loads(p.read_text()) for p in found}
+  results = {p.parent.name: chain.read_json(p, 'fold metrics') for p in found}
   unfinished = [name for name, result in results.items() if 'test' not in result]
   if unfinished:
     raise ValueError(f'{", ".join(unfinished)} under {runs} not finished: no test result yet '
                      '(run `gestaltxai train` again to resume)')
+  chain.check_one_dataset(runs, results)
   classes = {tuple(result['classes']) for result in results.values()}
   if len(classes) > 1:
     raise ValueError(f'the folds under {runs} disagree on the classes: {sorted(classes)}')

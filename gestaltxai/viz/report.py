@@ -54,6 +54,7 @@ class ReportInputs:
   bench: Optional[pathlib.Path] = None
   maps: Optional[pathlib.Path] = None
   provenance: Optional[pathlib.Path] = None
+  chain: Sequence[str] = ()  # what the inputs were made from (gestaltxai.provenance)
   rq1: Rq1Config = Rq1Config()
   ground_truth: Optional[pathlib.Path] = None  # the demo's summary.json
 
@@ -479,8 +480,11 @@ def _ground_truth_section(path, warnings) -> _Section:
   return section
 
 
-def _provenance_section(path) -> _Section:
+def _provenance_section(path, chain: Sequence[str] = ()) -> _Section:
   section = _Section('provenance', 'Provenance')
+  if chain:
+    section.blocks += [_text('Made from (content fingerprints, checked when the report was '
+                             'written):'), {'kind': 'pre', 'text': '\n'.join(chain)}]
   if path is None:
     section.blocks.append(_note('No TABLE.json beside the table.'))
     return section
@@ -531,7 +535,7 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
       lambda: _method_section(table, results, config, map_set),
       lambda: _examples_section(map_set),
       lambda: _cost_section(report_inputs.bench, warnings),
-      lambda: _provenance_section(provenance),
+      lambda: _provenance_section(provenance, report_inputs.chain),
   ]
   if report_inputs.ground_truth is not None:
     builders.insert(1, lambda: _ground_truth_section(report_inputs.ground_truth, warnings))
@@ -555,5 +559,6 @@ def write_report(report_inputs: ReportInputs, out: str | pathlib.Path) -> tuple[
   html, warnings = build_report(report_inputs)
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(html, encoding='utf-8')
+  from gestaltxai.files import atomic_write  # pylint: disable=import-outside-toplevel
+  atomic_write(out, lambda path: path.write_text(html, encoding='utf-8'))  # whole or absent
   return out, warnings
