@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -65,7 +66,8 @@ _CAPABILITY_TEXT = {
                          'pass a Flax module or a callable f(variables, x) -> logits'),
     Capability.LAYERS: (
         'a split at a named layer (features and head)',
-        'give the Flax module attributes `layers` and `default_layer` and '
+        'pass a Flax linen or NNX module and name a submodule, layer=\'conv1\' (as written, '
+        'no change), or give it attributes `layers` and `default_layer` and '
         '`__call__(x, *, start=..., stop=...)`, or wrap your functions: '
         'FunctionalModel(logits=..., features=..., head=..., layers=(...), default_layer=...)'),
     Capability.RULES: (
@@ -99,9 +101,25 @@ class Explainable:
     """The activations at ``layer``: (B, h, w, C) for a convolutional layer."""
     raise self._missing(Capability.LAYERS, 'features')
 
-  def head(self, variables, activations: Array, layer: str) -> Array:
-    """(B, K) logits from the activations at ``layer``."""
+  def head(self, variables, activations: Array, layer: str, x: Optional[Array] = None) -> Array:
+    """(B, K) logits from the activations at ``layer`` (``x``: the images they came from,
+    needed by a submodule tap, which reruns the model with its output replaced)."""
     raise self._missing(Capability.LAYERS, 'head')
+
+  def variables_of(self, variables):
+    """The variables the model's functions take (NNX: the state of a module given)."""
+    return variables
+
+  @property
+  def canonizes(self) -> bool:
+    """Whether the model honours the BatchNorm folding fields of its Rules
+    (``fold_batchnorm``, ``fold_keeps_eps``, ``batchnorm``): LRP's ``canonize``."""
+    return False
+
+  @property
+  def taps_submodules(self) -> bool:
+    """Whether any submodule path names a layer (Flax modules as the user wrote them)."""
+    return False
 
   def with_rules(self, rules: Rules) -> 'Explainable':
     """The same model with the backward rules ``rules``."""
@@ -128,9 +146,20 @@ class Explainable:
     return type(self).__name__
 
   def check_layer(self, layer: Optional[str]) -> str:
-    """``layer``, or the model's default; an unknown name lists the known ones."""
+    """``layer``, or the model's default; an unknown name lists the known ones.
+
+    Flax modules also take a submodule path (``'conv1'``, ``'block1/conv'``):
+    the output of that submodule's ``__call__`` (checked when traced).
+    """
+    if layer is not None and not isinstance(layer, str):
+      raise ValueError(f'layer must be a str, got {layer!r}')
+    if layer is None and self.default_layer is None:
+      raise ModelContractError(
+          f'{self.describe()} has no default layer: name one, layer="conv1" (a submodule path '
+          f'of the model as written{"" if self.taps_submodules else "; Flax modules only"}), '
+          f'or {Capability.LAYERS.how_to_provide()}')
     layer = self.default_layer if layer is None else layer
-    if layer not in self.layers:
+    if layer not in self.layers and not self.taps_submodules:
       raise ValueError(f'{self.describe()} has no layer {layer!r}; its layers: {self.layers}')
     return layer
 
@@ -150,29 +179,36 @@ class LinenModel(Explainable):
 
   @property
   def layers(self) -> tuple[str, ...]:
-    return tuple(getattr(self.module, 'layers', ()))
+    return layer_names(getattr(self.module, 'layers', ()), type(self.module).__name__)
 
   @property
   def default_layer(self) -> Optional[str]:
     return getattr(self.module, 'default_layer', None)
 
   @property
+  def taps_submodules(self) -> bool:
+    return True
+
+  @property
   def capabilities(self):
-    caps = {Capability.FORWARD}
-    if self.layers and self.default_layer is not None:
-      caps.add(Capability.LAYERS)
+    caps = {Capability.FORWARD, Capability.LAYERS}  # its submodules, at least
     if getattr(type(self.module), 'routes_rules', False) and _has_field(self.module, 'rules'):
       caps.add(Capability.RULES)
     return frozenset(caps)
 
+  @property
+  def canonizes(self) -> bool:
+    return bool(getattr(type(self.module), 'canonizes', False))
+
   def features(self, variables, x, layer):
-    if Capability.LAYERS not in self.capabilities:
-      raise self._missing(Capability.LAYERS, 'features')
+    if layer not in self.layers:  # a submodule of the model as written
+      return tapped_linen(self.module, variables, x, layer)[1]
     return self.module.apply(variables, x, stop=layer)
 
-  def head(self, variables, activations, layer):
-    if Capability.LAYERS not in self.capabilities:
-      raise self._missing(Capability.LAYERS, 'head')
+  def head(self, variables, activations, layer, x=None):
+    if layer not in self.layers:
+      return tapped_linen(self.module, variables, _needs_input(x, layer), layer,
+                          replace=activations)[0]
     return self.module.apply(variables, activations, start=layer)
 
   def with_rules(self, rules):
@@ -191,16 +227,61 @@ class LinenModel(Explainable):
 
 @dataclasses.dataclass(frozen=True)
 class NnxModel(Explainable):
-  """A Flax NNX module, split once into its graph; ``variables`` is its state."""
+  """A Flax NNX module, split once into its graph; ``variables`` is its state
+  (``nnx.state(model)``) or the module itself. Level 2 as linen: the protocol
+  (``layers``, ``default_layer``, ``__call__(x, *, start=..., stop=...)``) or
+  a submodule path (``'conv1'``, ``'blocks/0'``)."""
 
   graphdef: Any
+  layer_names: tuple[str, ...] = ()
+  default: Optional[str] = None
+  name: str = 'module'
 
   def logits(self, variables, x):
+    return self._merge(variables)(x)
+
+  @property
+  def layers(self):
+    return self.layer_names
+
+  @property
+  def default_layer(self):
+    return self.default
+
+  @property
+  def taps_submodules(self) -> bool:
+    return True
+
+  @property
+  def capabilities(self):
+    return frozenset({Capability.FORWARD, Capability.LAYERS})  # its submodules, at least
+
+  def variables_of(self, variables):
     from flax import nnx  # pylint: disable=import-outside-toplevel
-    return nnx.merge(self.graphdef, variables)(x)
+    if isinstance(variables, nnx.Module):
+      return nnx.state(variables)
+    if variables is None:
+      raise ValueError(f'{self.describe()}: give its state as variables: the module itself or '
+                       'nnx.state(module)')
+    return variables
+
+  def features(self, variables, x, layer):
+    if layer in self.layer_names:
+      return self._merge(variables)(x, stop=layer)
+    return tapped_nnx(self._merge(variables), x, layer)[1]
+
+  def head(self, variables, activations, layer, x=None):
+    if layer in self.layer_names:
+      return self._merge(variables)(activations, start=layer)
+    return tapped_nnx(self._merge(variables), _needs_input(x, layer), layer,
+                      replace=activations)[0]
+
+  def _merge(self, variables):
+    from flax import nnx  # pylint: disable=import-outside-toplevel
+    return nnx.merge(self.graphdef, self.variables_of(variables))
 
   def describe(self):
-    return 'Flax NNX module'
+    return f'Flax NNX module {self.name}'
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -231,7 +312,7 @@ class FunctionalModel(Explainable):
     if features is not None and not layers:
       raise ValueError('give the layer names features and head accept: layers=(...)')
     for name, value in (('logits_fn', logits), ('features_fn', features), ('head_fn', head),
-                        ('layer_names', tuple(layers)),
+                        ('layer_names', layer_names(layers, 'FunctionalModel')),
                         ('default', default_layer or (layers[-1] if layers else None)),
                         ('rules_fn', with_rules)):
       object.__setattr__(self, name, value)
@@ -261,7 +342,8 @@ class FunctionalModel(Explainable):
       raise self._missing(Capability.LAYERS, 'features')
     return self.features_fn(variables, x, layer)
 
-  def head(self, variables, activations, layer):
+  def head(self, variables, activations, layer, x=None):
+    del x  # the functions split the model themselves
     if self.head_fn is None:
       raise self._missing(Capability.LAYERS, 'head')
     return self.head_fn(variables, activations, layer)
@@ -275,23 +357,255 @@ class FunctionalModel(Explainable):
     return f'function {getattr(self.logits_fn, "__name__", "model")}'
 
 
+class _OutputMap(Explainable):
+  """A model whose logits are a function of another's output; everything else is the inner
+  model's (subclasses: frozen dataclasses with an ``inner`` field)."""
+
+  inner: Explainable
+
+  def _map(self, output):
+    raise NotImplementedError
+
+  def logits(self, variables, x):
+    return self._map(self.inner.logits(variables, x))
+
+  def head(self, variables, activations, layer, x=None):
+    return self._map(self.inner.head(variables, activations, layer, x))
+
+  def features(self, variables, x, layer):
+    return self.inner.features(variables, x, layer)
+
+  def with_rules(self, rules):
+    return dataclasses.replace(self, inner=self.inner.with_rules(rules))
+
+  def with_dtype(self, dtype):
+    return dataclasses.replace(self, inner=self.inner.with_dtype(dtype))
+
+  def variables_of(self, variables):
+    return self.inner.variables_of(variables)
+
+  layers = property(lambda self: self.inner.layers)
+  default_layer = property(lambda self: self.inner.default_layer)
+  capabilities = property(lambda self: self.inner.capabilities)
+  canonizes = property(lambda self: self.inner.canonizes)
+  taps_submodules = property(lambda self: self.inner.taps_submodules)
+
+  def check_layer(self, layer):
+    return self.inner.check_layer(layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectedOutput(_OutputMap):
+  """The logits picked from a model's output: a dict key, a tuple index or a function."""
+
+  inner: Explainable
+  select: Any
+
+  def _map(self, output):
+    return self.select(output) if callable(self.select) else output[self.select]
+
+  def describe(self):
+    return f'{self.inner.describe()} (output {self.select!r})'
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryLogits(_OutputMap):
+  """A binary model's (B, 1) logit z as two classes (-z, z): class 1 is the positive logit,
+  class 0 its negation, so the predicted class is the sign of z (1 when z > 0) and
+  explaining class 0 explains what makes the model say negative."""
+
+  inner: Explainable
+
+  def _map(self, output):
+    return jnp.concatenate([-output, output], axis=-1)
+
+  def describe(self):
+    return f'{self.inner.describe()} (binary: one logit)'
+
+
+#: What the error for a model output that is not (B, K) logits suggests.
+OUTPUT_HINT = ("pick the (B, K) logits with output=: a key (output='logits'), an index "
+               "(output=0) or a function (output=lambda out: out['logits'])")
+
+
+def checked_output(model: Explainable, variables, x) -> tuple[Explainable, int]:
+  """(the model as the methods see it, number of classes K), from its output's shape.
+
+  (B, K) logits pass as they are; a binary (B, 1) logit becomes two classes
+  (:class:`BinaryLogits`). Any other output (a tuple, a dict, (B,), (B, h, w, K))
+  is refused, naming ``output=``. Traced once per shapes (``jax.eval_shape``), never run.
+  """
+  batch = max(x.shape[0], 1)  # an empty batch: the shapes of one image's
+  output = _output_shape(model, _structure(variables),
+                         jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype))
+  if not isinstance(output, jax.ShapeDtypeStruct):
+    kind = type(output).__name__
+    keys = f' with keys {sorted(output)}' if isinstance(output, dict) else ''
+    raise ModelContractError(f'{model.describe()} returns a {kind}{keys}, not (B, K) logits: '
+                             f'{OUTPUT_HINT}')
+  if output.ndim == 1:
+    raise ModelContractError(
+        f'{model.describe()} returns shape {output.shape}, one score per image, not (B, K) '
+        'logits: a binary model should give (B, 1) (output=lambda z: z[:, None]), then class '
+        '1 is the positive logit and class 0 the negative')
+  if output.ndim != 2 or output.shape[0] != batch:
+    raise ModelContractError(
+        f'{model.describe()} returns shape {output.shape} for {batch} images, not (B, K) '
+        f'logits: {OUTPUT_HINT}; e.g. output=lambda y: y.mean(axis=(1, 2)) for per-pixel scores')
+  if output.shape[1] == 1:
+    return BinaryLogits(model), 2
+  return model, output.shape[1]
+
+
+def _structure(tree):
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  return treedef, tuple(jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves)
+
+
+@functools.lru_cache(maxsize=128)
+def _output_shape(model: Explainable, variables, images: jax.ShapeDtypeStruct):
+  treedef, leaves = variables
+  return jax.eval_shape(model.logits, jax.tree_util.tree_unflatten(treedef, leaves), images)
+
+
+def layer_names(names, owner: str) -> tuple[str, ...]:
+  """A module's ``layers`` as a tuple of names; one string is one name, not its characters."""
+  names = (names,) if isinstance(names, str) else tuple(names)
+  bad = [n for n in names if not isinstance(n, str)]
+  if bad:
+    raise TypeError(f'{owner}.layers must be names (str), got {bad}')
+  return names
+
+
+def _needs_input(x, layer):
+  if x is None:
+    raise ModelContractError(f'the head from submodule {layer!r} reruns the model: it needs '
+                             'the images (head(variables, activations, layer, x))')
+  return x
+
+
+def _path_of(layer: str) -> tuple[str, ...]:
+  return tuple(p for p in layer.replace('.', '/').split('/') if p)
+
+
+def _no_submodule(describe: str, layer: str, seen) -> ModelContractError:
+  return ModelContractError(
+      f'{describe} has no submodule {layer!r} (its submodules: '
+      f'{sorted("/".join(p) for p in seen if p)}); name one of them, or give the module '
+      '`layers`, `default_layer` and `__call__(x, *, start=..., stop=...)`')
+
+
+def tapped_linen(module: nn.Module, variables, x, layer: str, replace=None):
+  """(logits, the output of submodule ``layer``), the module run as written; with
+  ``replace``, that output is replaced by it (what the head sees)."""
+  path, seen, found = _path_of(layer), set(), []
+
+  def tap(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name != '__call__':
+      return out
+    here = tuple(context.module.path)
+    seen.add(here)
+    if here != path:
+      return out
+    found.append(out)
+    return out if replace is None else replace
+
+  with nn.intercept_methods(tap):
+    logits = module.apply(variables, x)
+  if not found:
+    raise _no_submodule(f'Flax module {type(module).__name__}', layer, seen)
+  return logits, found[0]
+
+
+def tapped_nnx(module, x, layer: str, replace=None):
+  """As :func:`tapped_linen` for an NNX module (merged for this trace only, so the
+  submodule is swapped for a tap in place)."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  path, found = _path_of(layer), []
+  parent = module
+  for name in path[:-1]:
+    parent = _child(parent, name)
+  inner = _child(parent, path[-1]) if path else None
+  if not path or inner is None or not callable(inner):
+    raise _no_submodule(f'Flax NNX module {type(module).__name__}', layer,
+                        [tuple(map(str, p)) for p, _ in nnx.iter_modules(module)])
+
+  def tapped(*args, **kwargs):
+    out = inner(*args, **kwargs)
+    found.append(out)
+    return out if replace is None else replace
+
+  _set_child(parent, path[-1], tapped)
+  return module(x), found[0]
+
+
+def _child(parent, name):
+  if name.isdigit() and not hasattr(parent, name):
+    try:
+      return parent[int(name)]
+    except (TypeError, IndexError, KeyError):
+      return None
+  return getattr(parent, name, None)
+
+
+def _set_child(parent, name, value):
+  if name.isdigit() and not hasattr(parent, name):
+    parent[int(name)] = value
+  else:
+    object.__setattr__(parent, name, value)
+
+
 def _has_field(module, name: str) -> bool:
   return name in {f.name for f in dataclasses.fields(module)}
 
 
-def explainable(model) -> Explainable:
-  """The :class:`Explainable` of a Flax linen or NNX module or a logits function."""
+def explainable(model, output=None) -> Explainable:
+  """The :class:`Explainable` of a Flax linen or NNX module or a logits function.
+
+  Args:
+    model: a linen module, an NNX module (in eval mode: ``model.eval()``), a
+      function ``f(variables, x) -> logits`` or an :class:`Explainable`.
+    output: for a model whose output is not the (B, K) logits: a key
+      (``'logits'``), an index (``0``) or a function of the output (hashable,
+      so a method compiles once per model: define it once, not per call).
+  """
+  adapted = _adapt(model)
+  return adapted if output is None else SelectedOutput(adapted, output)
+
+
+def _adapt(model) -> Explainable:
   if isinstance(model, Explainable):
     return model
   if isinstance(model, nn.Module):
     return LinenModel(model)
-  try:
-    from flax import nnx  # pylint: disable=import-outside-toplevel
-  except ImportError:  # pragma: no cover - flax always ships nnx from 0.10
-    nnx = None
-  if nnx is not None and isinstance(model, nnx.Module):
-    return NnxModel(nnx.split(model)[0])
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  if isinstance(model, nnx.Module):
+    _check_eval_mode(model)
+    name = type(model).__name__
+    return NnxModel(nnx.split(model)[0],
+                    layer_names(getattr(model, 'layers', ()), name),
+                    getattr(model, 'default_layer', None), name)
   if callable(model):
     return FunctionalModel(logits=model)
   raise TypeError(f'expected a Flax module or a function f(variables, x) -> logits, got '
                   f'{type(model).__name__}')
+
+
+#: NNX attributes that say a layer is in training mode (``model.eval()`` sets them).
+NNX_TRAINING_FLAGS = {'use_running_average': False, 'deterministic': False}
+
+
+def _check_eval_mode(model) -> None:
+  """Refuses an NNX module with a layer in training mode (BatchNorm on batch statistics,
+  dropout on): explanations assume eval mode, where images are independent."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  training = sorted('/'.join(map(str, path)) or type(model).__name__
+                    for path, sub in nnx.iter_modules(model)
+                    for flag, value in NNX_TRAINING_FLAGS.items()
+                    if getattr(sub, flag, None) is value)
+  if training:
+    raise ModelContractError(
+        f'Flax NNX module {type(model).__name__} is in training mode ({training}: batch '
+        'statistics or dropout): call model.eval() before explaining it (model.train() '
+        'switches back)')
