@@ -157,22 +157,20 @@ def _check_labels(regions, x: Array) -> Array:
 
 def dense_players(labels: Array, players: tuple[int, ...]) -> Array:
   """(B, H, W) player numbers: 1..R for the labels ``players`` (sorted), 0 for the rest."""
-  ids = jnp.asarray(players, jnp.int32)
-  index = jnp.clip(jnp.searchsorted(ids, labels), 0, len(players) - 1)
-  return jnp.where(ids[index] == labels, index + 1, 0).astype(jnp.int32)
+  matches = labels[..., None] == jnp.asarray(players, jnp.int32)  # R compares a pixel
+  return jnp.where(matches.any(-1), matches.argmax(-1) + 1, 0).astype(jnp.int32)
 
 
-def _columns(name, labels, per_player, num_regions, region_ids, background):
+def _columns(name, labels, dense, per_player, num_regions, region_ids, background):
   """(B, R) per player -> (B, width), column k for label k (module docstring)."""
   players, held, width = players_and_width(name, num_regions, region_ids, background)
-  dense = dense_players(labels, players)
   counts = jax.vmap(lambda d: jnp.bincount(d.ravel(), length=len(players) + 1))(dense)
   values = jnp.where(counts[:, 1:] > 0, per_player, jnp.nan)  # empty region: NaN
   out = jnp.full((labels.shape[0], width), jnp.nan, per_player.dtype)
   out = out.at[:, jnp.asarray(players)].set(values)
   if held:
     out = out.at[:, jnp.asarray(held)].set(0.0)
-  known = jnp.isin(labels, jnp.asarray(players + held)).all(axis=(1, 2))
+  known = ((dense > 0) | jnp.isin(labels, jnp.asarray(held, jnp.int32))).all(axis=(1, 2))
   return jnp.where(known[:, None], out, jnp.nan)  # a stray label: the image is NaN
 
 
@@ -214,12 +212,14 @@ def count_players(options) -> int:
 
 def _game(name, model, variables, x, target, regions, num_regions, region_ids, background,
           baseline):
-  """(score of removed (B, R + 1) bool, dense labels, R) of a region method's call."""
+  """(score of removed (B, R + 1) bool, a function of (B, R) per player -> the result, R)."""
   labels = _check_labels(regions, x)
   players, _, _ = players_and_width(name, num_regions, region_ids, background)
   dense = dense_players(labels, players)
   score = _region_scores(model, variables, x, target, dense, broadcast_baseline(baseline, x))
-  return score, labels, len(players)
+  columns = lambda per_player: _columns(name, labels, dense, per_player, num_regions,
+                                        region_ids, background)
+  return score, columns, len(players)
 
 
 @method('region_occlusion', 'FeatureAblation', space='region',
@@ -245,15 +245,14 @@ def region_occlusion(model, variables, x, target, *, key=None, regions, num_regi
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   del key
-  score, labels, num_players = _game('region_occlusion', model, variables, x, target, regions,
+  score, columns, num_players = _game('region_occlusion', model, variables, x, target, regions,
                                      num_regions, region_ids, background, baseline)
   batch, players = x.shape[0], jnp.arange(1, num_players + 1)
   occluded_score = lambda player: score(_per_image(jnp.arange(num_players + 1) == player, batch))
   occluded = auto_chunked_map(occluded_score, players, batch, max_batch,
                               memory_budget)  # (R, B)
   drops = gather_targets(model.logits(variables, x), target)[:, None] - occluded.T
-  return _columns('region_occlusion', labels, drops.astype(result_dtype(x)), num_regions,
-                  region_ids, background)
+  return columns(drops.astype(result_dtype(x)))
 
 
 def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -346,7 +345,7 @@ def region_shapley(model, variables, x, target, *, key=None, regions, num_region
     max_batch, memory_budget: the most images per forward, or the bytes the
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
-  score, labels, num_players = _game('region_shapley', model, variables, x, target, regions,
+  score, columns, num_players = _game('region_shapley', model, variables, x, target, regions,
                                      num_regions, region_ids, background, baseline)
   batch, dtype = x.shape[0], result_dtype(x)
   chunking = functools.partial(auto_chunked_map, batch=batch, max_batch=max_batch,
@@ -355,5 +354,4 @@ def region_shapley(model, variables, x, target, *, key=None, regions, num_region
     values = _exact_shapley(score, num_players, batch, chunking, dtype)
   else:
     values = _sampled_shapley(score, num_players, batch, chunking, dtype, key, permutations)
-  return _columns('region_shapley', labels, values.astype(dtype), num_regions, region_ids,
-                  background)
+  return columns(values.astype(dtype))
