@@ -309,10 +309,11 @@ class FunctionalModel(Explainable):
                with_rules=None):
     if (features is None) != (head is None):
       raise ValueError('a layer split needs both features and head')
+    layers = layer_names(layers, 'FunctionalModel')
     if features is not None and not layers:
       raise ValueError('give the layer names features and head accept: layers=(...)')
     for name, value in (('logits_fn', logits), ('features_fn', features), ('head_fn', head),
-                        ('layer_names', layer_names(layers, 'FunctionalModel')),
+                        ('layer_names', layers),
                         ('default', default_layer or (layers[-1] if layers else None)),
                         ('rules_fn', with_rules)):
       object.__setattr__(self, name, value)

@@ -60,9 +60,12 @@ def valid_targets(target: Array, num_classes: int) -> Array:
 
 
 def nan_where_invalid(result: Array, valid: Array) -> Array:
-  """``result`` (B, ...) with the rows of invalid images NaN."""
+  """``result`` (B, ...) with the rows of invalid images NaN.
+
+  Multiplied, not selected: a gradient through a loss of the result is NaN too (a select
+  would pass a zero gradient back, and training would go on silently)."""
   valid = valid.reshape(valid.shape + (1,) * (result.ndim - valid.ndim))
-  return jnp.where(valid, result, jnp.nan)
+  return result * jnp.where(valid, 1.0, jnp.nan).astype(result.dtype)
 
 
 def per_image(value, x) -> bool:

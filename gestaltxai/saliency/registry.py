@@ -383,9 +383,13 @@ def one_of(choices: Sequence[Any]) -> Check:
 
 # The one compiled path.
 
-def predict(model, variables, x: Array) -> Array:
-  """The predicted class, (B,) int32: what the reference explains by default."""
-  return _predict(explainable(model), variables, x)
+def predict(model, variables, x: Array, output=None) -> Array:
+  """The predicted class, (B,) int32: what the reference explains by default (a binary
+  (B, 1) model: 1 where its logit is positive)."""
+  model = explainable(model, output)
+  variables = model.variables_of(variables)
+  model, _ = checked_output(model, variables, _check_images(x))
+  return _predict(model, variables, x)
 
 
 @functools.partial(jax.jit, static_argnums=0)
