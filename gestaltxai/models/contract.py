@@ -154,10 +154,10 @@ class Explainable:
     if layer is not None and not isinstance(layer, str):
       raise ValueError(f'layer must be a str, got {layer!r}')
     if layer is None and self.default_layer is None:
-      raise ModelContractError(
-          f'{self.describe()} has no default layer: name one, layer="conv1" (a submodule path '
-          f'of the model as written{"" if self.taps_submodules else "; Flax modules only"}), '
-          f'or {Capability.LAYERS.how_to_provide()}')
+      how = ('name one, e.g. layer="conv1" (a submodule path of the model as written), or give '
+             'the module attributes `layers` and `default_layer` and `__call__(x, *, start=..., '
+             'stop=...)`' if self.taps_submodules else Capability.LAYERS.how_to_provide())
+      raise ModelContractError(f'{self.describe()} has no default layer: {how}')
     layer = self.default_layer if layer is None else layer
     if layer not in self.layers and not self.taps_submodules:
       raise ValueError(f'{self.describe()} has no layer {layer!r}; its layers: {self.layers}')
