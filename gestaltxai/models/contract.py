@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -43,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from gestaltxai.models.rules import Rules
+from gestaltxai.models.taps import needs_input, tapped_linen, tapped_nnx
 
 Array = jax.Array
 
@@ -207,7 +207,7 @@ class LinenModel(Explainable):
 
   def head(self, variables, activations, layer, x=None):
     if layer not in self.layers:
-      return tapped_linen(self.module, variables, _needs_input(x, layer), layer,
+      return tapped_linen(self.module, variables, needs_input(x, layer), layer,
                           replace=activations)[0]
     return self.module.apply(variables, activations, start=layer)
 
@@ -273,7 +273,7 @@ class NnxModel(Explainable):
   def head(self, variables, activations, layer, x=None):
     if layer in self.layer_names:
       return self._merge(variables)(activations, start=layer)
-    return tapped_nnx(self._merge(variables), _needs_input(x, layer), layer,
+    return tapped_nnx(self._merge(variables), needs_input(x, layer), layer,
                       replace=activations)[0]
 
   def _merge(self, variables):
@@ -358,117 +358,6 @@ class FunctionalModel(Explainable):
     return f'function {getattr(self.logits_fn, "__name__", "model")}'
 
 
-class _OutputMap(Explainable):
-  """A model whose logits are a function of another's output; everything else is the inner
-  model's (subclasses: frozen dataclasses with an ``inner`` field)."""
-
-  inner: Explainable
-
-  def _map(self, output):
-    raise NotImplementedError
-
-  def logits(self, variables, x):
-    return self._map(self.inner.logits(variables, x))
-
-  def head(self, variables, activations, layer, x=None):
-    return self._map(self.inner.head(variables, activations, layer, x))
-
-  def features(self, variables, x, layer):
-    return self.inner.features(variables, x, layer)
-
-  def with_rules(self, rules):
-    return dataclasses.replace(self, inner=self.inner.with_rules(rules))
-
-  def with_dtype(self, dtype):
-    return dataclasses.replace(self, inner=self.inner.with_dtype(dtype))
-
-  def variables_of(self, variables):
-    return self.inner.variables_of(variables)
-
-  layers = property(lambda self: self.inner.layers)
-  default_layer = property(lambda self: self.inner.default_layer)
-  capabilities = property(lambda self: self.inner.capabilities)
-  canonizes = property(lambda self: self.inner.canonizes)
-  taps_submodules = property(lambda self: self.inner.taps_submodules)
-
-  def check_layer(self, layer):
-    return self.inner.check_layer(layer)
-
-
-@dataclasses.dataclass(frozen=True)
-class SelectedOutput(_OutputMap):
-  """The logits picked from a model's output: a dict key, a tuple index or a function."""
-
-  inner: Explainable
-  select: Any
-
-  def _map(self, output):
-    return self.select(output) if callable(self.select) else output[self.select]
-
-  def describe(self):
-    return f'{self.inner.describe()} (output {self.select!r})'
-
-
-@dataclasses.dataclass(frozen=True)
-class BinaryLogits(_OutputMap):
-  """A binary model's (B, 1) logit z as two classes (-z, z): class 1 is the positive logit,
-  class 0 its negation, so the predicted class is the sign of z (1 when z > 0) and
-  explaining class 0 explains what makes the model say negative."""
-
-  inner: Explainable
-
-  def _map(self, output):
-    return jnp.concatenate([-output, output], axis=-1)
-
-  def describe(self):
-    return f'{self.inner.describe()} (binary: one logit)'
-
-
-#: What the error for a model output that is not (B, K) logits suggests.
-OUTPUT_HINT = ("pick the (B, K) logits with output=: a key (output='logits'), an index "
-               "(output=0) or a function (output=lambda out: out['logits'])")
-
-
-def checked_output(model: Explainable, variables, x) -> tuple[Explainable, int]:
-  """(the model as the methods see it, number of classes K), from its output's shape.
-
-  (B, K) logits pass as they are; a binary (B, 1) logit becomes two classes
-  (:class:`BinaryLogits`). Any other output (a tuple, a dict, (B,), (B, h, w, K))
-  is refused, naming ``output=``. Traced once per shapes (``jax.eval_shape``), never run.
-  """
-  batch = max(x.shape[0], 1)  # an empty batch: the shapes of one image's
-  output = _output_shape(model, _structure(variables),
-                         jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype))
-  if not isinstance(output, jax.ShapeDtypeStruct):
-    kind = type(output).__name__
-    keys = f' with keys {sorted(output)}' if isinstance(output, dict) else ''
-    raise ModelContractError(f'{model.describe()} returns a {kind}{keys}, not (B, K) logits: '
-                             f'{OUTPUT_HINT}')
-  if output.ndim == 1:
-    raise ModelContractError(
-        f'{model.describe()} returns shape {output.shape}, one score per image, not (B, K) '
-        'logits: a binary model should give (B, 1) (output=lambda z: z[:, None]), then class '
-        '1 is the positive logit and class 0 the negative')
-  if output.ndim != 2 or output.shape[0] != batch:
-    raise ModelContractError(
-        f'{model.describe()} returns shape {output.shape} for {batch} images, not (B, K) '
-        f'logits: {OUTPUT_HINT}; e.g. output=lambda y: y.mean(axis=(1, 2)) for per-pixel scores')
-  if output.shape[1] == 1:
-    return BinaryLogits(model), 2
-  return model, output.shape[1]
-
-
-def _structure(tree):
-  leaves, treedef = jax.tree_util.tree_flatten(tree)
-  return treedef, tuple(jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves)
-
-
-@functools.lru_cache(maxsize=128)
-def _output_shape(model: Explainable, variables, images: jax.ShapeDtypeStruct):
-  treedef, leaves = variables
-  return jax.eval_shape(model.logits, jax.tree_util.tree_unflatten(treedef, leaves), images)
-
-
 def layer_names(names, owner: str) -> tuple[str, ...]:
   """A module's ``layers`` as a tuple of names; one string is one name, not its characters."""
   names = (names,) if isinstance(names, str) else tuple(names)
@@ -476,85 +365,6 @@ def layer_names(names, owner: str) -> tuple[str, ...]:
   if bad:
     raise TypeError(f'{owner}.layers must be names (str), got {bad}')
   return names
-
-
-def _needs_input(x, layer):
-  if x is None:
-    raise ModelContractError(f'the head from submodule {layer!r} reruns the model: it needs '
-                             'the images (head(variables, activations, layer, x))')
-  return x
-
-
-def _path_of(layer: str) -> tuple[str, ...]:
-  return tuple(p for p in layer.replace('.', '/').split('/') if p)
-
-
-def _no_submodule(describe: str, layer: str, seen) -> ModelContractError:
-  return ModelContractError(
-      f'{describe} has no submodule {layer!r} (its submodules: '
-      f'{sorted("/".join(p) for p in seen if p)}); name one of them, or give the module '
-      '`layers`, `default_layer` and `__call__(x, *, start=..., stop=...)`')
-
-
-def tapped_linen(module: nn.Module, variables, x, layer: str, replace=None):
-  """(logits, the output of submodule ``layer``), the module run as written; with
-  ``replace``, that output is replaced by it (what the head sees)."""
-  path, seen, found = _path_of(layer), set(), []
-
-  def tap(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name != '__call__':
-      return out
-    here = tuple(context.module.path)
-    seen.add(here)
-    if here != path:
-      return out
-    found.append(out)
-    return out if replace is None else replace
-
-  with nn.intercept_methods(tap):
-    logits = module.apply(variables, x)
-  if not found:
-    raise _no_submodule(f'Flax module {type(module).__name__}', layer, seen)
-  return logits, found[0]
-
-
-def tapped_nnx(module, x, layer: str, replace=None):
-  """As :func:`tapped_linen` for an NNX module (merged for this trace only, so the
-  submodule is swapped for a tap in place)."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  path, found = _path_of(layer), []
-  parent = module
-  for name in path[:-1]:
-    parent = _child(parent, name)
-  inner = _child(parent, path[-1]) if path else None
-  if not path or inner is None or not callable(inner):
-    raise _no_submodule(f'Flax NNX module {type(module).__name__}', layer,
-                        [tuple(map(str, p)) for p, _ in nnx.iter_modules(module)])
-
-  def tapped(*args, **kwargs):
-    out = inner(*args, **kwargs)
-    found.append(out)
-    return out if replace is None else replace
-
-  _set_child(parent, path[-1], tapped)
-  return module(x), found[0]
-
-
-def _child(parent, name):
-  if name.isdigit() and not hasattr(parent, name):
-    try:
-      return parent[int(name)]
-    except (TypeError, IndexError, KeyError):
-      return None
-  return getattr(parent, name, None)
-
-
-def _set_child(parent, name, value):
-  if name.isdigit() and not hasattr(parent, name):
-    parent[int(name)] = value
-  else:
-    object.__setattr__(parent, name, value)
 
 
 def _has_field(module, name: str) -> bool:
@@ -572,7 +382,10 @@ def explainable(model, output=None) -> Explainable:
       so a method compiles once per model: define it once, not per call).
   """
   adapted = _adapt(model)
-  return adapted if output is None else SelectedOutput(adapted, output)
+  if output is None:
+    return adapted
+  from gestaltxai.models.outputs import SelectedOutput  # pylint: disable=import-outside-toplevel
+  return SelectedOutput(adapted, output)
 
 
 def _adapt(model) -> Explainable:

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gestaltxai.models.contract import (Capability, Explainable, ModelContractError,
-                                        checked_output, explainable)
+from gestaltxai.models.contract import Capability, Explainable, ModelContractError, explainable
+from gestaltxai.models.outputs import checked_output
 from gestaltxai.saliency import calls
 from gestaltxai.saliency.chunking import COMPILER_OPTIONS
 from gestaltxai.saliency.core import predicted_class, result_dtype
