@@ -323,10 +323,12 @@ def test_noise_tunnel_of_integrated_gradients_runs_on_every_path():
   tunnel = saliency.noise_tunnel(saliency.integrated_gradients, 'mean')
   key, options = jax.random.key(3), dict(steps=3, samples=2)
   pure = jax.jit(lambda x: tunnel(tanh_model, W, x, key=key, **options))(X)
+  # Separately compiled float32 paths: sums of ~1e-3 gradients may differ in the last bits.
+  tolerance = dict(rtol=1e-5, atol=1e-7)
   np.testing.assert_allclose(saliency.attribute(tunnel, tanh_model, W, X, key=key, **options),
-                             pure, rtol=1e-5)
+                             pure, **tolerance)
   np.testing.assert_allclose(saliency.compiled(tunnel, tanh_model, **options)(W, X, key=key),
-                             pure, rtol=1e-5)
+                             pure, **tolerance)
 
 
 def test_an_empty_batch_gives_an_empty_result():
