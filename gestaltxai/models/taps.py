@@ -20,7 +20,12 @@ def needs_input(x, layer):
 
 
 def _path_of(layer: str) -> tuple[str, ...]:
-  return tuple(p for p in layer.replace('.', '/').split('/') if p)
+  """'block1/conv' or 'block1.conv' -> ('block1', 'conv'); the key Flax's
+  ``capture_intermediates`` gives the same output ('intermediates/conv1/__call__') works too."""
+  path = tuple(p for p in layer.replace('.', '/').split('/') if p)
+  if path[:1] == ('intermediates',):
+    path = path[1:]
+  return path[:-1] if path[-1:] == ('__call__',) else path
 
 
 def _no_submodule(describe: str, layer: str, seen) -> Exception:
