@@ -1,4 +1,5 @@
-"""The table of saliency methods and the one path every call takes.
+"""The table of saliency methods and the one path every call takes (over 400 lines: the
+table, its call and its compiled path are one contract; per-call helpers live in calls.py).
 
 A method is declared next to its function with :func:`method`: its name,
 the reference names it answers to, what it needs of the model (a
@@ -49,7 +50,8 @@ Check = Callable[[str, Any], None]
 #: to the input, 'region' (B, num_regions) coefficients.
 SPACES = ('input', 'layer', 'region')
 #: Options every method takes, handled by the common call rather than the method.
-COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0))',
+COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0), the same noise '
+                         'on every call, so they warn without one)',
                   'dtype': "compute precision, e.g. 'bfloat16' (parameters keep theirs)"}
 _ARGUMENTS = ('model', 'variables', 'x', 'target')
 
