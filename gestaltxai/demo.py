@@ -95,7 +95,7 @@ def _metric_options(name: str, batch: dict, num_regions: int) -> dict:
   than the passes)."""
   entry = saliency.get_method(name)
   if entry.space == 'region':
-    return {'regions': batch['regions'], 'num_regions': num_regions}
+    return {'regions': batch['regions'], 'num_regions': num_regions, 'background': 0}
   _, backward = entry.passes(*batch['image'].shape[1:3])
   return {'max_batch': backward * len(batch['image'])} if (
       'max_batch' in entry.options and backward > 1) else {}

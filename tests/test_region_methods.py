@@ -11,8 +11,9 @@ import pytest
 from gestaltxai import saliency
 from gestaltxai.cli import methods as methods_command
 
-NUM_REGIONS = 5  # labels 0..4: four players
-OUTSIDE = 7  # a label beyond num_regions: no player, its pixels stay
+NUM_REGIONS = 5  # labels 0..4, label 0 held fixed: four players
+OUTSIDE = 7  # a label beyond num_regions, held fixed too: its pixels stay
+HELD = (0, OUTSIDE)  # background= of every call (label 0 plays unless it is declared here)
 
 
 def two_layer(variables, x):
@@ -76,13 +77,16 @@ def test_region_shapley_equals_the_sum_over_all_orders_and_is_efficient(game):
       expected, _, values = brute_force_shapley(model, variables, x, labels, target, baseline)
       got = np.asarray(saliency.attribute('region_shapley', model, variables, x, target,
                                           regions=labels, num_regions=NUM_REGIONS,
-                                          baseline=baseline, max_batch=6))
-      assert got.shape == (2, NUM_REGIONS) and got.dtype == np.float64
-      np.testing.assert_array_equal(got[:, 0], 0)
-      np.testing.assert_allclose(got[:, 1:], expected, rtol=1e-10, atol=1e-12)
-      assert got[1, 2] == 0  # an absent region is a null player
+                                          background=HELD, baseline=baseline, max_batch=6))
+      assert got.shape == (2, OUTSIDE + 1) and got.dtype == np.float64
+      np.testing.assert_array_equal(got[:, [0, OUTSIDE]], 0)  # held labels: no share
+      assert np.isnan(got[:, NUM_REGIONS:OUTSIDE]).all()  # no such label declared
+      got = got[:, :NUM_REGIONS]
+      assert np.isnan(got[1, 2]) and expected[1, 1] == 0  # absent: NaN (a null player)
+      np.testing.assert_allclose(got[:, 1:], np.where(np.isnan(got[:, 1:]), np.nan, expected),
+                                 rtol=1e-10, atol=1e-12)
       full, empty = values[frozenset(range(1, NUM_REGIONS))], values[frozenset()]
-      np.testing.assert_allclose(got.sum(1), full - empty, rtol=1e-10)
+      np.testing.assert_allclose(np.nansum(got, 1), full - empty, rtol=1e-10)
       # v(all) is the model's own logit: label 0 and the out-of-range label stayed.
       logits = np.asarray(model(variables, jnp.asarray(x)))[np.arange(2), target]
       np.testing.assert_allclose(full, logits, rtol=1e-12)
@@ -95,18 +99,20 @@ def test_sampled_region_shapley_is_efficient_and_within_its_standard_error(game)
     expected, variance, values = brute_force_shapley(model, variables, x, labels, target)
     sample = lambda key: np.asarray(saliency.attribute(
         'region_shapley', model, variables, x, target, key=key, regions=labels,
-        num_regions=NUM_REGIONS, max_exact_regions=2, permutations=permutations))
+        num_regions=NUM_REGIONS, background=HELD, max_exact_regions=2,
+        permutations=permutations))[:, :NUM_REGIONS]
     got = sample(jax.random.PRNGKey(3))
     full, empty = values[frozenset(range(1, NUM_REGIONS))], values[frozenset()]
     # Each order's contributions telescope: efficiency holds for every sample.
-    np.testing.assert_allclose(got.sum(1), full - empty, rtol=1e-10)
+    np.testing.assert_allclose(np.nansum(got, 1), full - empty, rtol=1e-10)
     standard_error = np.sqrt(variance / permutations)
-    assert (np.abs(got[:, 1:] - expected) <= 5 * standard_error + 1e-12).all()
+    error = np.abs(got[:, 1:] - expected)
+    assert (np.isnan(error) | (error <= 5 * standard_error + 1e-12)).all()
     np.testing.assert_array_equal(sample(jax.random.PRNGKey(3)), got)
-    assert not np.allclose(sample(jax.random.PRNGKey(4)), got)
+    assert not np.allclose(sample(jax.random.PRNGKey(4)), got, equal_nan=True)
   entry = saliency.METHODS['region_shapley']
-  assert entry.passes(224, 224, num_regions=NUM_REGIONS) == (2**4, 0)
-  assert entry.passes(224, 224, num_regions=NUM_REGIONS, max_exact_regions=2,
+  assert entry.passes(224, 224, num_regions=NUM_REGIONS, background=0) == (2**4, 0)
+  assert entry.passes(224, 224, num_regions=NUM_REGIONS, background=0, max_exact_regions=2,
                       permutations=permutations) == (permutations * 3 + 2, 0)
 
 
@@ -120,9 +126,10 @@ def test_region_occlusion_equals_a_loop_over_regions(game):
     for region in range(1, NUM_REGIONS):
       occluded = np.where((players & (labels == region))[..., None], -0.5, x)
       expected[:, region] = logits(x) - logits(occluded)
+    expected[1, 2] = np.nan  # region 2 is absent from image 1 (as regions.coefficients)
     got = saliency.attribute('FeatureAblation', model, variables, x, target, regions=labels,
-                             num_regions=NUM_REGIONS, baseline=-0.5)
-    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+                             num_regions=NUM_REGIONS, background=HELD, baseline=-0.5)
+    np.testing.assert_allclose(got[:, :NUM_REGIONS], expected, rtol=1e-10, atol=1e-12)
   assert saliency.METHODS['region_occlusion'].passes(224, 224) == (4, 0)
 
 
@@ -142,18 +149,19 @@ def test_regions_is_a_required_option_reported_by_name(game):
                        regions=labels.astype(np.float32))
   with pytest.raises(ValueError, match=r'regions must be \(B, H, W\) = \(2, 6, 6\)'):
     saliency.attribute('region_occlusion', model, variables, x, target, regions=labels[:, :5])
-  with pytest.raises(ValueError, match='num_regions counts label 0'):
+  with pytest.raises(ValueError, match=r'labels \[1, 2, 3, 4, 7\] that are neither players \[0\]'):
     saliency.attribute('region_occlusion', model, variables, x, target, regions=labels,
                        num_regions=1)
   # A compiled method takes the map per call (traced: a new map does not recompile).
-  compiled = saliency.compiled('region_occlusion', model, num_regions=NUM_REGIONS)
+  compiled = saliency.compiled('region_occlusion', model, num_regions=NUM_REGIONS,
+                               background=HELD)
   np.testing.assert_allclose(
       compiled(variables, x, target, regions=labels),
       saliency.attribute('region_occlusion', model, variables, x, target, regions=labels,
-                         num_regions=NUM_REGIONS), rtol=1e-6)
+                         num_regions=NUM_REGIONS, background=HELD), rtol=1e-6)
   with pytest.raises(ValueError, match='needs regions='):
     compiled(variables, x, target)
-  assert "`regions=<required>, num_regions=4" in methods_command.markdown()
+  assert "`regions=<required>, num_regions=None" in methods_command.markdown()
 
 
 
@@ -163,8 +171,11 @@ def flops(compiled):
 
 
 @pytest.mark.parametrize('name,options', [
-    ('region_occlusion', {}), ('region_shapley', {}), ('region_shapley', {'num_regions': 6}),
-    ('region_shapley', {'num_regions': 6, 'max_exact_regions': 2, 'permutations': 10})])
+    ('region_occlusion', {'region_ids': (1, 2, 3), 'background': (0, 4, OUTSIDE)}),
+    ('region_shapley', {'region_ids': (1, 2, 3), 'background': (0, 4, OUTSIDE)}),
+    ('region_shapley', {'num_regions': 6, 'background': HELD}),
+    ('region_shapley', {'num_regions': 6, 'background': HELD, 'max_exact_regions': 2,
+                        'permutations': 10})])
 def test_xla_counts_the_declared_forwards(game, name, options):
   """XLA's FLOP count of the whole method is its declared forwards (plus the masking)."""
   model, variables, x, labels, target = float32(game)

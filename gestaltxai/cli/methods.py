@@ -43,7 +43,8 @@ def run(args) -> None:
   print('\nlevel: what the model must provide (1 logits, 2 a split at named layers, 3 rule '
         'support);\nlayer=None is the model\'s default layer; every method also takes key= and '
         'dtype=;\n<required> options have no default (region methods: regions=, a (B, H, W) '
-        'int label map;\ntheir costs are counted at the default num_regions).')
+        'int label map;\ntheir costs are counted at the face study\'s three players, eye, nose, '
+        'mouth).')
 
 
 def add_parser(commands) -> None:

@@ -23,7 +23,7 @@ from gestaltxai.stats.table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
 from gestaltxai.stats.table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 
 #: Options the table's regions fill in for region methods (their players).
-REGION_OPTIONS = ('regions', 'num_regions')
+REGION_OPTIONS = ('regions', 'num_regions', 'background')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,12 +56,15 @@ def method_step(spec: MethodSpec, model, num_regions: int, num_rq2: int, num_cla
   """
   entry, options = spec.method, dict(spec.options)
   if entry.space == 'region':
-    options.update(regions=batch['labels'], num_regions=num_regions)
+    # Label 0 ("none") is held fixed, no player: the study's regions are the face parts.
+    options.update(regions=batch['labels'], num_regions=num_regions, background=0)
     coefs = entry(model, variables, batch['image'], targets, key=key, **options)
     batch_size = coefs.shape[0]
+    # NaN marks a region with no pixel in the image (as coefficients); anything else is not ok.
+    present = jax.vmap(lambda labels: jnp.isin(jnp.arange(num_regions), labels))(batch['labels'])
     return {'coefficients': coefs.astype(jnp.float32),
             'normalized': jnp.full((batch_size, num_rq2), jnp.nan, jnp.float32),
-            'finite': jnp.isfinite(coefs).all(axis=1)}
+            'finite': (jnp.isfinite(coefs) | (jnp.isnan(coefs) & ~present)).all(axis=1)}
   result = entry(model, variables, batch['image'], targets, key=key, **options)
   relevance = relevance_of(result, entry.space).astype(jnp.float32)
   finite = jnp.isfinite(relevance).all(axis=(1, 2))

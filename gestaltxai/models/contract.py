@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from gestaltxai.models.rules import Rules
+from gestaltxai.models.taps import needs_input, tapped_linen, tapped_nnx
 
 Array = jax.Array
 
@@ -65,7 +66,8 @@ _CAPABILITY_TEXT = {
                          'pass a Flax module or a callable f(variables, x) -> logits'),
     Capability.LAYERS: (
         'a split at a named layer (features and head)',
-        'give the Flax module attributes `layers` and `default_layer` and '
+        'pass a Flax linen or NNX module and name a submodule, layer=\'conv1\' (as written, '
+        'no change), or give it attributes `layers` and `default_layer` and '
         '`__call__(x, *, start=..., stop=...)`, or wrap your functions: '
         'FunctionalModel(logits=..., features=..., head=..., layers=(...), default_layer=...)'),
     Capability.RULES: (
@@ -99,9 +101,25 @@ class Explainable:
     """The activations at ``layer``: (B, h, w, C) for a convolutional layer."""
     raise self._missing(Capability.LAYERS, 'features')
 
-  def head(self, variables, activations: Array, layer: str) -> Array:
-    """(B, K) logits from the activations at ``layer``."""
+  def head(self, variables, activations: Array, layer: str, x: Optional[Array] = None) -> Array:
+    """(B, K) logits from the activations at ``layer`` (``x``: the images they came from,
+    needed by a submodule tap, which reruns the model with its output replaced)."""
     raise self._missing(Capability.LAYERS, 'head')
+
+  def variables_of(self, variables):
+    """The variables the model's functions take (NNX: the state of a module given)."""
+    return variables
+
+  @property
+  def canonizes(self) -> bool:
+    """Whether the model honours the BatchNorm folding fields of its Rules
+    (``fold_batchnorm``, ``fold_keeps_eps``, ``batchnorm``): LRP's ``canonize``."""
+    return False
+
+  @property
+  def taps_submodules(self) -> bool:
+    """Whether any submodule path names a layer (Flax modules as the user wrote them)."""
+    return False
 
   def with_rules(self, rules: Rules) -> 'Explainable':
     """The same model with the backward rules ``rules``."""
@@ -128,9 +146,20 @@ class Explainable:
     return type(self).__name__
 
   def check_layer(self, layer: Optional[str]) -> str:
-    """``layer``, or the model's default; an unknown name lists the known ones."""
+    """``layer``, or the model's default; an unknown name lists the known ones.
+
+    Flax modules also take a submodule path (``'conv1'``, ``'block1/conv'``):
+    the output of that submodule's ``__call__`` (checked when traced).
+    """
+    if layer is not None and not isinstance(layer, str):
+      raise ValueError(f'layer must be a str, got {layer!r}')
+    if layer is None and self.default_layer is None:
+      how = ('name one, e.g. layer="conv1" (a submodule path of the model as written), or give '
+             'the module attributes `layers` and `default_layer` and `__call__(x, *, start=..., '
+             'stop=...)`' if self.taps_submodules else Capability.LAYERS.how_to_provide())
+      raise ModelContractError(f'{self.describe()} has no default layer: {how}')
     layer = self.default_layer if layer is None else layer
-    if layer not in self.layers:
+    if layer not in self.layers and not self.taps_submodules:
       raise ValueError(f'{self.describe()} has no layer {layer!r}; its layers: {self.layers}')
     return layer
 
@@ -150,29 +179,36 @@ class LinenModel(Explainable):
 
   @property
   def layers(self) -> tuple[str, ...]:
-    return tuple(getattr(self.module, 'layers', ()))
+    return layer_names(getattr(self.module, 'layers', ()), type(self.module).__name__)
 
   @property
   def default_layer(self) -> Optional[str]:
     return getattr(self.module, 'default_layer', None)
 
   @property
+  def taps_submodules(self) -> bool:
+    return True
+
+  @property
   def capabilities(self):
-    caps = {Capability.FORWARD}
-    if self.layers and self.default_layer is not None:
-      caps.add(Capability.LAYERS)
+    caps = {Capability.FORWARD, Capability.LAYERS}  # its submodules, at least
     if getattr(type(self.module), 'routes_rules', False) and _has_field(self.module, 'rules'):
       caps.add(Capability.RULES)
     return frozenset(caps)
 
+  @property
+  def canonizes(self) -> bool:
+    return bool(getattr(type(self.module), 'canonizes', False))
+
   def features(self, variables, x, layer):
-    if Capability.LAYERS not in self.capabilities:
-      raise self._missing(Capability.LAYERS, 'features')
+    if layer not in self.layers:  # a submodule of the model as written
+      return tapped_linen(self.module, variables, x, layer)[1]
     return self.module.apply(variables, x, stop=layer)
 
-  def head(self, variables, activations, layer):
-    if Capability.LAYERS not in self.capabilities:
-      raise self._missing(Capability.LAYERS, 'head')
+  def head(self, variables, activations, layer, x=None):
+    if layer not in self.layers:
+      return tapped_linen(self.module, variables, needs_input(x, layer), layer,
+                          replace=activations)[0]
     return self.module.apply(variables, activations, start=layer)
 
   def with_rules(self, rules):
@@ -191,16 +227,61 @@ class LinenModel(Explainable):
 
 @dataclasses.dataclass(frozen=True)
 class NnxModel(Explainable):
-  """A Flax NNX module, split once into its graph; ``variables`` is its state."""
+  """A Flax NNX module, split once into its graph; ``variables`` is its state
+  (``nnx.state(model)``) or the module itself. Level 2 as linen: the protocol
+  (``layers``, ``default_layer``, ``__call__(x, *, start=..., stop=...)``) or
+  a submodule path (``'conv1'``, ``'blocks/0'``)."""
 
   graphdef: Any
+  layer_names: tuple[str, ...] = ()
+  default: Optional[str] = None
+  name: str = 'module'
 
   def logits(self, variables, x):
+    return self._merge(variables)(x)
+
+  @property
+  def layers(self):
+    return self.layer_names
+
+  @property
+  def default_layer(self):
+    return self.default
+
+  @property
+  def taps_submodules(self) -> bool:
+    return True
+
+  @property
+  def capabilities(self):
+    return frozenset({Capability.FORWARD, Capability.LAYERS})  # its submodules, at least
+
+  def variables_of(self, variables):
     from flax import nnx  # pylint: disable=import-outside-toplevel
-    return nnx.merge(self.graphdef, variables)(x)
+    if isinstance(variables, nnx.Module):
+      return nnx.state(variables)
+    if variables is None:
+      raise ValueError(f'{self.describe()}: give its state as variables: the module itself or '
+                       'nnx.state(module)')
+    return variables
+
+  def features(self, variables, x, layer):
+    if layer in self.layer_names:
+      return self._merge(variables)(x, stop=layer)
+    return tapped_nnx(self._merge(variables), x, layer)[1]
+
+  def head(self, variables, activations, layer, x=None):
+    if layer in self.layer_names:
+      return self._merge(variables)(activations, start=layer)
+    return tapped_nnx(self._merge(variables), needs_input(x, layer), layer,
+                      replace=activations)[0]
+
+  def _merge(self, variables):
+    from flax import nnx  # pylint: disable=import-outside-toplevel
+    return nnx.merge(self.graphdef, self.variables_of(variables))
 
   def describe(self):
-    return 'Flax NNX module'
+    return f'Flax NNX module {self.name}'
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -228,10 +309,11 @@ class FunctionalModel(Explainable):
                with_rules=None):
     if (features is None) != (head is None):
       raise ValueError('a layer split needs both features and head')
+    layers = layer_names(layers, 'FunctionalModel')
     if features is not None and not layers:
       raise ValueError('give the layer names features and head accept: layers=(...)')
     for name, value in (('logits_fn', logits), ('features_fn', features), ('head_fn', head),
-                        ('layer_names', tuple(layers)),
+                        ('layer_names', layers),
                         ('default', default_layer or (layers[-1] if layers else None)),
                         ('rules_fn', with_rules)):
       object.__setattr__(self, name, value)
@@ -261,7 +343,8 @@ class FunctionalModel(Explainable):
       raise self._missing(Capability.LAYERS, 'features')
     return self.features_fn(variables, x, layer)
 
-  def head(self, variables, activations, layer):
+  def head(self, variables, activations, layer, x=None):
+    del x  # the functions split the model themselves
     if self.head_fn is None:
       raise self._missing(Capability.LAYERS, 'head')
     return self.head_fn(variables, activations, layer)
@@ -275,23 +358,68 @@ class FunctionalModel(Explainable):
     return f'function {getattr(self.logits_fn, "__name__", "model")}'
 
 
+def layer_names(names, owner: str) -> tuple[str, ...]:
+  """A module's ``layers`` as a tuple of names; one string is one name, not its characters."""
+  names = (names,) if isinstance(names, str) else tuple(names)
+  bad = [n for n in names if not isinstance(n, str)]
+  if bad:
+    raise TypeError(f'{owner}.layers must be names (str), got {bad}')
+  return names
+
+
 def _has_field(module, name: str) -> bool:
   return name in {f.name for f in dataclasses.fields(module)}
 
 
-def explainable(model) -> Explainable:
-  """The :class:`Explainable` of a Flax linen or NNX module or a logits function."""
+def explainable(model, output=None) -> Explainable:
+  """The :class:`Explainable` of a Flax linen or NNX module or a logits function.
+
+  Args:
+    model: a linen module, an NNX module (in eval mode: ``model.eval()``), a
+      function ``f(variables, x) -> logits`` or an :class:`Explainable`.
+    output: for a model whose output is not the (B, K) logits: a key
+      (``'logits'``), an index (``0``) or a function of the output (hashable,
+      so a method compiles once per model: define it once, not per call).
+  """
+  adapted = _adapt(model)
+  if output is None:
+    return adapted
+  from gestaltxai.models.outputs import SelectedOutput  # pylint: disable=import-outside-toplevel
+  return SelectedOutput(adapted, output)
+
+
+def _adapt(model) -> Explainable:
   if isinstance(model, Explainable):
     return model
   if isinstance(model, nn.Module):
     return LinenModel(model)
-  try:
-    from flax import nnx  # pylint: disable=import-outside-toplevel
-  except ImportError:  # pragma: no cover - flax always ships nnx from 0.10
-    nnx = None
-  if nnx is not None and isinstance(model, nnx.Module):
-    return NnxModel(nnx.split(model)[0])
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  if isinstance(model, nnx.Module):
+    _check_eval_mode(model)
+    name = type(model).__name__
+    return NnxModel(nnx.split(model)[0],
+                    layer_names(getattr(model, 'layers', ()), name),
+                    getattr(model, 'default_layer', None), name)
   if callable(model):
     return FunctionalModel(logits=model)
   raise TypeError(f'expected a Flax module or a function f(variables, x) -> logits, got '
                   f'{type(model).__name__}')
+
+
+#: NNX attributes that say a layer is in training mode (``model.eval()`` sets them).
+NNX_TRAINING_FLAGS = {'use_running_average': False, 'deterministic': False}
+
+
+def _check_eval_mode(model) -> None:
+  """Refuses an NNX module with a layer in training mode (BatchNorm on batch statistics,
+  dropout on): explanations assume eval mode, where images are independent."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  training = sorted('/'.join(map(str, path)) or type(model).__name__
+                    for path, sub in nnx.iter_modules(model)
+                    for flag, value in NNX_TRAINING_FLAGS.items()
+                    if getattr(sub, flag, None) is value)
+  if training:
+    raise ModelContractError(
+        f'Flax NNX module {type(model).__name__} is in training mode ({training}: batch '
+        'statistics or dropout): call model.eval() before explaining it (model.train() '
+        'switches back)')

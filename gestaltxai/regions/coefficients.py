@@ -14,10 +14,15 @@ Array = jax.Array
 def coefficients(relevance: Array, labels: Array, num_regions: int) -> Array:
   """Mean relevance of each region label, for the whole batch in one segment sum.
 
+  The convention the region methods share (``saliency.region_shapley``,
+  ``region_occlusion``): column k is label k, label 0 a region like any
+  other, NaN for a label with no pixel in the image.
+
   Args:
     relevance: (B, H, W) float.
     labels: (B, H, W) int, region ids in [0, num_regions); other ids are
-      ignored.
+      ignored. Float maps are refused (a resized label map is no longer one:
+      resize with nearest neighbour and cast, e.g. ``labels.round().astype(int)``).
     num_regions: number of region ids (column k is label k).
 
   Returns:
@@ -28,6 +33,9 @@ def coefficients(relevance: Array, labels: Array, num_regions: int) -> Array:
   if relevance.shape != labels.shape or relevance.ndim != 3:
     raise ValueError(f'relevance and labels must both be (B, H, W); got {relevance.shape} '
                      f'and {labels.shape}')
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f'labels must be an int label map, got dtype {labels.dtype}: a float map '
+                    'would be truncated; cast it yourself once its values are whole labels')
   batch = relevance.shape[0]
   labels = labels.astype(jnp.int32)
   valid = (labels >= 0) & (labels < num_regions)

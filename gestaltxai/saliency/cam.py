@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
 from gestaltxai.saliency.core import layer_activations_and_gradients
-from gestaltxai.saliency.registry import method
+from gestaltxai.saliency.registry import boolean, method
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's stabiliser in the Grad-CAM++ alpha denominator.
@@ -60,7 +60,7 @@ def _cam_method(name, reference_name, weights_fn, doc):
 
   cam_method.__name__, cam_method.__doc__ = name, doc
   return method(name, reference_name, space='layer', needs=(Capability.LAYERS,),
-                cost=(1, 1))(cam_method)
+                cost=(1, 1), checks={'relu': boolean})(cam_method)
 
 
 grad_cam = _cam_method('grad_cam', 'LayerGradCam', grad_cam_weights, """Grad-CAM of ``layer``, (B, H, W) float32.

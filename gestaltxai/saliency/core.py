@@ -42,18 +42,18 @@ def predicted_class(model, variables, x: Array) -> Array:
   return jnp.argmax(model.logits(variables, x), axis=-1).astype(jnp.int32)
 
 
-def target_score(model, variables, target: Array,
-                 layer: Optional[str] = None) -> Callable[[Array], Array]:
+def target_score(model, variables, target: Array, layer: Optional[str] = None,
+                 x: Optional[Array] = None) -> Callable[[Array], Array]:
   """h -> sum over the batch of each image's target logit.
 
-  ``h`` is images, or the activations at ``layer`` (then the model's head
-  runs from there). Only the first ``len(target)`` rows of ``h`` are
+  ``h`` is images, or the activations at ``layer`` of images ``x`` (then the
+  model's head runs from there). Only the first ``len(target)`` rows of ``h`` are
   explained; rows after them (DeepLIFT's references) take part in the
   forward pass but not the score.
   """
 
   def score(h):
-    logits = model.logits(variables, h) if layer is None else model.head(variables, h, layer)
+    logits = model.logits(variables, h) if layer is None else model.head(variables, h, layer, x)
     return gather_targets(logits[:target.shape[0]], target).sum()
 
   return score
@@ -68,7 +68,7 @@ def layer_activations_and_gradients(model, variables, x: Array, target: Array,
                                     layer: str) -> tuple[Array, Array]:
   """Activations A at ``layer`` and d logit[target] / d A, both (B, h, w, C), at least float32."""
   activations = model.features(variables, x, layer)
-  gradients = jax.grad(target_score(model, variables, target, layer))(activations)
+  gradients = jax.grad(target_score(model, variables, target, layer, x))(activations)
   dtype = result_dtype(activations)
   return activations.astype(dtype), gradients.astype(dtype)
 
@@ -78,10 +78,15 @@ def broadcast_baseline(value, x: Array, name: str = 'baseline') -> Array:
 
   A scalar fills everything; (C,) is one value per channel; (H, W, C) one
   image for all; (B, 1, 1, 1) one value per image; (B, H, W, C) one image
-  each. Nothing is guessed from sizes: a (B,) vector is refused, since at
-  B = C it would read as per-channel.
+  each. Nothing is guessed from sizes: a (B,) vector is refused, and so is
+  any 1-D vector when B = C > 1 (per channel or per image? write (1, 1, 1, C)
+  or (B, 1, 1, 1)).
   """
   shape = tuple(np.shape(value))
+  if len(shape) == 1 and shape[0] == x.shape[0] == x.shape[-1] and shape[0] > 1:
+    raise ValueError(f'{name} of shape {shape} is ambiguous with {x.shape[0]} images of '
+                     f'{x.shape[-1]} channels: give (1, 1, 1, {shape[0]}) for one value per '
+                     f'channel or ({shape[0]}, 1, 1, 1) for one value per image')
   try:
     broadcast = np.broadcast_shapes(shape, x.shape)
   except ValueError:

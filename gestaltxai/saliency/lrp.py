@@ -46,7 +46,7 @@ from typing import Literal, Optional
 import jax
 import jax.numpy as jnp
 
-from gestaltxai.models.contract import Capability
+from gestaltxai.models.contract import Capability, ModelContractError
 from gestaltxai.models.rules import Rules, plain_batchnorm
 from gestaltxai.saliency.core import input_gradient
 from gestaltxai.saliency.registry import method, one_of
@@ -297,6 +297,36 @@ def excitation_backprop_rules(canonize: Canonize = False,
       average_pool=norm_pool_rule(stabilizer)), canonize, stabilizer)
 
 
+def _has_batch_statistics(variables) -> bool:
+  return any('batch_stats' in jax.tree_util.keystr(path)
+             for path, _ in jax.tree_util.tree_leaves_with_path(variables))
+
+
+def check_canonizable(name: str, model, variables, x, canonize: Canonize) -> None:
+  """Refuses a canonization that would silently do nothing: folding BatchNorm into a model
+  whose BatchNorms are not routed through ``Rules.batchnorm`` (the project's ``ConvBN``
+  routes them and honours ``fold_batchnorm`` / ``fold_keeps_eps``)."""
+  if not CANONIZATIONS[canonize].fold_batchnorm or not _has_batch_statistics(variables):
+    return
+  if model.canonizes:
+    return
+  routed = []
+
+  def probe(y, gain, shift):
+    routed.append(True)
+    return plain_batchnorm(y, gain, shift)
+
+  jax.eval_shape(model.with_rules(Rules(batchnorm=probe)).logits, variables, x)
+  if not routed:
+    raise ModelContractError(
+        f'{name}: canonize={canonize!r} folds each BatchNorm into the convolution before it, '
+        f'but {model.describe()} has BatchNorm statistics that do not go through its rules '
+        '(Rules.batchnorm, fold_batchnorm, fold_keeps_eps), so nothing would be folded. Build '
+        'conv + BatchNorm from gestaltxai.models.resnet.ConvBN (or honour those fields and '
+        'declare `canonizes = True` on the class), or pass canonize=False to run without '
+        'canonization')
+
+
 def _check_canonize(name: str, value) -> None:
   del name
   resolve_canonize('lrp', 'reference', value)  # raises for a value not allowed, naming them
@@ -315,8 +345,9 @@ def _composite_method(name, reference_name, zennit_name, conv, flat_first):
                 canonize: Optional[Canonize] = None, epsilon: float = DEFAULT_EPSILON,
                 stabilizer: float = DEFAULT_STABILIZER):
     del key
-    rules = lrp_composite(conv, flat_first, resolve_canonize('lrp', preset, canonize),
-                          float(epsilon), float(stabilizer))
+    canonize = resolve_canonize('lrp', preset, canonize)
+    check_canonizable(name, model, variables, x, canonize)
+    rules = lrp_composite(conv, flat_first, canonize, float(epsilon), float(stabilizer))
     return input_gradient(model.with_rules(rules), variables, x, target)
 
   composite.__name__ = name
@@ -352,6 +383,7 @@ def excitation_backprop(model, variables, x, target, *, key=None, preset: str = 
   'conserving' (``canonize=True``); ``canonize`` overrides it.
   """
   del key
-  rules = excitation_backprop_rules(resolve_canonize('excitation_backprop', preset, canonize),
-                                    float(stabilizer))
+  canonize = resolve_canonize('excitation_backprop', preset, canonize)
+  check_canonizable('excitation_backprop', model, variables, x, canonize)
+  rules = excitation_backprop_rules(canonize, float(stabilizer))
   return input_gradient(model.with_rules(rules), variables, x, target)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
-from gestaltxai.saliency.registry import (Method, get_method, non_negative, optional,
+from gestaltxai.saliency.registry import (Method, boolean, get_method, non_negative, optional,
                                           positive_int, register)
 
 # Statistic of the per-sample attributions a: (sum a, sum a^2, n) -> result.
@@ -110,9 +110,9 @@ def noise_tunnel(base, reduction: str, *, name: Optional[str] = None,
       traced=frozenset({'noise_level', 'sigma'}) | base.traced,
       cost=lambda o, h, w: tuple(o['samples'] * n for n in base.cost(o, h, w)),
       checks={'samples': positive_int, 'noise_level': non_negative,
-              'sigma': optional(non_negative), 'max_batch': optional(positive_int),
+              'sigma': optional(non_negative), 'clean_last': optional(boolean), 'max_batch': optional(positive_int),
               'memory_budget': optional(positive_int), **base.checks},
-      reference_names=tuple(reference_names))
+      reference_names=tuple(reference_names), random=True, prepare=base.prepare)
 
 
 def _documented(entry: Method, doc: str) -> Method:

@@ -1,21 +1,34 @@
 """Region-native methods: one coefficient per facial region by construction, no pixel map.
 
-The players are the labels 1..R of a region map (R = ``num_regions - 1``,
-labels counted with 0 as :func:`gestaltxai.regions.coefficients` counts
-them). A player left out of an input has all its pixels set to the baseline
-(0, the channel mean, as occlusion; or ``baseline=``); pixels labelled 0, or
-with a label outside 1..R, always stay as they are. The score is the target
-logit. Results are (B, num_regions) like ``regions.coefficients``, column 0
-(label 0, no player) being 0, so extraction uses them as coefficients.
+The convention is :func:`gestaltxai.regions.coefficients`': column k of the
+(B, num_columns) result is label k, and a label with no pixel in an image
+gives NaN there. The players are exactly:
+
+* ``region_ids=(...)``, the labels declared (sparse ids such as 5, 10, 20
+  are fine: they play as 3 players, 2^3 coalitions); or
+* ``num_regions=N``: labels 0..N-1, label 0 included; or
+* neither: the labels present in the map (read on the host; under a
+  caller's ``jit`` the map is traced, so declare them).
+
+``background=`` names labels that are no player (e.g. ``background=0`` for
+the face study's "none"): their pixels always stay as they are, their column
+is 0. A pixel whose label is neither a player nor background is an error
+(NaN for that image under tracing, see :mod:`~gestaltxai.saliency.calls`):
+no region is dropped silently. A player left out of an input has all its
+pixels set to the baseline (0, the channel mean, as occlusion; or
+``baseline=``). The score is the target logit. The number of columns is the
+largest label named plus 1 (at least ``num_regions``); columns of labels
+that are neither players nor background are NaN.
 
 These are Captum's ``FeatureAblation`` and ``ShapleyValues`` with a feature
-mask, on the logit, with label 0 held fixed.
+mask, on the logit.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -42,12 +55,63 @@ def label_map(name: str, value) -> None:
                      f'dtype {jnp.result_type(value)}')
 
 
-def at_least_one_region(name: str, value) -> None:
-  """Option check: ``num_regions`` counts label 0, so 2 is the least with a player."""
-  positive_int(name, value)
-  if value < 2:
-    raise ValueError(f'{name} counts label 0 (no region) too: it needs at least 2 for one '
-                     f'region, got {value}')
+def label_ids(name: str, value) -> tuple[int, ...]:
+  """Option check and value: None, one label or labels, each a non-negative int."""
+  ids = () if value is None else (value,) if np.ndim(value) == 0 else tuple(value)
+  for label in ids:
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or (
+        label < 0):
+      raise ValueError(f'{name} must be non-negative int labels, got {value!r}')
+  if len(set(ids)) != len(ids):
+    raise ValueError(f'{name} names a label twice: {value!r}')
+  return tuple(int(label) for label in ids)
+
+
+def players_and_width(name: str, num_regions: Optional[int], region_ids, background
+                      ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+  """(players, background labels, number of columns) from the declared options."""
+  held = label_ids(f'{name}: background', background)
+  if region_ids is not None:
+    players = label_ids(f'{name}: region_ids', region_ids)
+  elif num_regions is not None:
+    players = tuple(range(num_regions))
+  else:
+    raise ValueError(
+        f'{name}: which labels are players? Under jit (or compiled with a traced map) the '
+        'labels present cannot be read: declare them with num_regions=N (labels 0..N-1) or '
+        'region_ids=(...), and background=... for labels held fixed')
+  players = tuple(sorted(set(players) - set(held)))
+  if not players:
+    raise ValueError(f'{name}: no player left: region_ids/num_regions {region_ids or num_regions}'
+                     f' all lie in background {held}')
+  width = max(num_regions or 0, *(label + 1 for label in players + held))
+  return players, held, width
+
+
+def prepare_players(name: str, options: dict, x) -> dict:
+  """Host step of the region methods: the players present in a concrete map when none are
+  declared (a static option), and every label checked against the declared ones."""
+  regions = options.get('regions')
+  if regions is None or isinstance(regions, jax.core.Tracer):
+    return options
+  label_map(f'{name}: regions', regions)
+  if np.size(regions) == 0:  # an empty batch: no label, no column unless declared
+    undeclared = options.get('region_ids') is None and options.get('num_regions') is None
+    return {**options, 'region_ids': ()} if undeclared else options
+  present = np.unique(np.asarray(regions))
+  held = label_ids(f'{name}: background', options.get('background'))
+  if options.get('region_ids') is None and options.get('num_regions') is None:
+    ids = tuple(int(label) for label in present if label not in held)
+    return {**options, 'region_ids': ids}  # () for an empty batch: no column
+  players, held, _ = players_and_width(name, options.get('num_regions'),
+                                       options.get('region_ids'), held)
+  stray = sorted(set(present.tolist()) - set(players) - set(held))
+  if stray:
+    raise ValueError(
+        f'{name}: regions has labels {stray} that are neither players {list(players)} nor '
+        f'background {list(held)}: add them to region_ids / raise num_regions, or hold them '
+        'fixed with background=...')
+  return options
 
 
 def per_pixel(values: Array, labels: Array) -> tuple[Array, Array]:
@@ -84,11 +148,30 @@ def remove_regions(x: Array, fill: Array, labels: Array, removed: Array) -> Arra
 
 
 def _check_labels(regions, x: Array) -> Array:
-  """(B, H, W) int32 labels; those outside 1..num_regions - 1 are simply not players."""
+  """(B, H, W) int32 labels, the images' shape."""
   if tuple(np.shape(regions)) != tuple(x.shape[:3]):
     raise ValueError(f'regions must be (B, H, W) = {tuple(x.shape[:3])} like the images, got '
                      f'{tuple(np.shape(regions))}')
   return jnp.asarray(regions).astype(jnp.int32)
+
+
+def dense_players(labels: Array, players: tuple[int, ...]) -> Array:
+  """(B, H, W) player numbers: 1..R for the labels ``players`` (sorted), 0 for the rest."""
+  matches = labels[..., None] == jnp.asarray(players, jnp.int32)  # R compares a pixel
+  return jnp.where(matches.any(-1), matches.argmax(-1) + 1, 0).astype(jnp.int32)
+
+
+def _columns(name, labels, dense, per_player, num_regions, region_ids, background):
+  """(B, R) per player -> (B, width), column k for label k (module docstring)."""
+  players, held, width = players_and_width(name, num_regions, region_ids, background)
+  counts = jax.vmap(lambda d: jnp.bincount(d.ravel(), length=len(players) + 1))(dense)
+  values = jnp.where(counts[:, 1:] > 0, per_player, jnp.nan)  # empty region: NaN
+  out = jnp.full((labels.shape[0], width), jnp.nan, per_player.dtype)
+  out = out.at[:, jnp.asarray(players)].set(values)
+  if held:
+    out = out.at[:, jnp.asarray(held)].set(0.0)
+  known = ((dense > 0) | jnp.isin(labels, jnp.asarray(held, jnp.int32))).all(axis=(1, 2))
+  return jnp.where(known[:, None], out, jnp.nan)  # a stray label: the image is NaN
 
 
 def _region_scores(model, variables, x, target, labels, fill):
@@ -112,36 +195,64 @@ def with_label_zero(per_player: Array) -> Array:
   return jnp.pad(per_player, ((0, 0), (1, 0)))
 
 
-@method('region_occlusion', 'FeatureAblation', space='region',
-        cost=lambda o, height, width: (o['num_regions'], 0),
-        traced=('regions', 'baseline'),
-        checks={'regions': label_map, 'num_regions': at_least_one_region,
-                'max_batch': optional(positive_int), 'memory_budget': optional(positive_int)})
-def region_occlusion(model, variables, x, target, *, key=None, regions,
-                     num_regions=len(REFERENCE_REGIONS), baseline=0.0, max_batch=None,
-                     memory_budget=None):
-  """Region occlusion, (B, num_regions) float32. Cost: R + 1 forwards, no backward.
+REGION_CHECKS = {'regions': label_map, 'num_regions': optional(positive_int),
+                 'region_ids': lambda n, v: label_ids(n, v),
+                 'background': lambda n, v: label_ids(n, v),
+                 'max_batch': optional(positive_int), 'memory_budget': optional(positive_int)}
 
-  Coefficient r = f(x) - f(x with region r set to the baseline), f the
-  target logit; column 0 is 0. Captum's ``FeatureAblation`` with the region
-  map as feature mask.
+
+def count_players(options) -> int:
+  """Players the options declare (the face study's 3, eye, nose, mouth, when none are)."""
+  if options['region_ids'] is None and options['num_regions'] is None:
+    return len(REFERENCE_REGIONS) - 1
+  players, _, _ = players_and_width('cost', options['num_regions'], options['region_ids'],
+                                    options['background'])
+  return len(players)
+
+
+def _game(name, model, variables, x, target, regions, num_regions, region_ids, background,
+          baseline):
+  """(score of removed (B, R + 1) bool, a function of (B, R) per player -> the result, R)."""
+  labels = _check_labels(regions, x)
+  players, _, _ = players_and_width(name, num_regions, region_ids, background)
+  dense = dense_players(labels, players)
+  score = _region_scores(model, variables, x, target, dense, broadcast_baseline(baseline, x))
+  columns = lambda per_player: _columns(name, labels, dense, per_player, num_regions,
+                                        region_ids, background)
+  return score, columns, len(players)
+
+
+@method('region_occlusion', 'FeatureAblation', space='region',
+        cost=lambda o, height, width: (count_players(o) + 1, 0),
+        traced=('regions', 'baseline'), checks=REGION_CHECKS, prepare=prepare_players)
+def region_occlusion(model, variables, x, target, *, key=None, regions, num_regions=None,
+                     region_ids=None, background=None, baseline=0.0, max_batch=None,
+                     memory_budget=None):
+  """Region occlusion, (B, num_columns) float32, column k for label k. Cost: R + 1 forwards.
+
+  Coefficient of region r = f(x) - f(x with region r set to the baseline), f
+  the target logit. Captum's ``FeatureAblation`` with the region map as
+  feature mask.
 
   Args:
-    regions: (B, H, W) int label map; the players are labels 1..num_regions - 1.
-    num_regions: labels counted with 0 (4: none, eye, nose, mouth).
+    regions: (B, H, W) int label map.
+    num_regions: players are labels 0..num_regions - 1 (label 0 included).
+    region_ids: the labels that are players, any ints (instead of num_regions).
+      Neither: the labels present in the map (host paths only).
+    background: label(s) held fixed, no player; column 0 (e.g. background=0).
     baseline: the fill value: a scalar, (C,), (B, 1, 1, 1) or image-shaped.
     max_batch, memory_budget: the most images per forward, or the bytes the
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   del key
-  labels = _check_labels(regions, x)
-  score = _region_scores(model, variables, x, target, labels, broadcast_baseline(baseline, x))
-  batch, players = x.shape[0], jnp.arange(1, num_regions)
-  occluded_score = lambda player: score(_per_image(jnp.arange(num_regions) == player, batch))
+  score, columns, num_players = _game('region_occlusion', model, variables, x, target, regions,
+                                     num_regions, region_ids, background, baseline)
+  batch, players = x.shape[0], jnp.arange(1, num_players + 1)
+  occluded_score = lambda player: score(_per_image(jnp.arange(num_players + 1) == player, batch))
   occluded = auto_chunked_map(occluded_score, players, batch, max_batch,
                               memory_budget)  # (R, B)
   drops = gather_targets(model.logits(variables, x), target)[:, None] - occluded.T
-  return with_label_zero(drops).astype(result_dtype(x))
+  return columns(drops.astype(result_dtype(x)))
 
 
 def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,8 +275,7 @@ def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   return without, with_, weight_of_size[sizes[without]]
 
 
-def _exact_shapley(score, num_regions, batch, chunking, dtype):
-  num_players = num_regions - 1
+def _exact_shapley(score, num_players, batch, chunking, dtype):
   bits, value = jnp.arange(num_players), _coalition_value(score, batch)
   coalitions = jnp.arange(2**num_players)  # bit j set: player j present
   values = chunking(lambda c: value(((c >> bits) & 1) == 1), coalitions)
@@ -175,10 +285,9 @@ def _exact_shapley(score, num_regions, batch, chunking, dtype):
   return jnp.einsum('rs,rsb->br', jnp.asarray(weights, dtype), differences.astype(dtype))
 
 
-def _sampled_shapley(score, num_regions, batch, chunking, dtype, key, permutations):
+def _sampled_shapley(score, num_players, batch, chunking, dtype, key, permutations):
   """Mean marginal contributions over random orders of the players (the same for every
   image); each order's contributions sum to v(all) - v(none) exactly."""
-  num_players = num_regions - 1
   orders = jax.vmap(lambda k: jax.random.permutation(k, num_players))(
       jax.random.split(key, permutations))  # (P, R): the players in the order they join
   position = jnp.argsort(orders, axis=1)  # (P, R): when each player joins
@@ -199,48 +308,50 @@ def _sampled_shapley(score, num_regions, batch, chunking, dtype, key, permutatio
 def shapley_cost(options, height, width) -> tuple[int, int]:
   """Forwards per image: 2^R exact; P (R - 1) + 2 sampled."""
   del height, width
-  players = options['num_regions'] - 1
+  players = count_players(options)
   if players <= options['max_exact_regions']:
     return 2**players, 0
   return options['permutations'] * (players - 1) + 2, 0
 
 
 @method('region_shapley', 'ShapleyValues', space='region', cost=shapley_cost,
-        traced=('regions', 'baseline'),
-        checks={'regions': label_map, 'num_regions': at_least_one_region,
-                'max_exact_regions': positive_int, 'permutations': positive_int,
-                'max_batch': optional(positive_int), 'memory_budget': optional(positive_int)})
-def region_shapley(model, variables, x, target, *, key=None, regions,
-                   num_regions=len(REFERENCE_REGIONS), baseline=0.0,
+        traced=('regions', 'baseline'), prepare=prepare_players,
+        checks={**REGION_CHECKS, 'max_exact_regions': positive_int,
+                'permutations': positive_int})
+def region_shapley(model, variables, x, target, *, key=None, regions, num_regions=None,
+                   region_ids=None, background=None, baseline=0.0,
                    max_exact_regions=MAX_EXACT_REGIONS, permutations=DEFAULT_PERMUTATIONS,
                    max_batch=None, memory_budget=None):
-  """Shapley values of the regions, (B, num_regions) float32. Cost: 2^R forwards (exact).
+  """Shapley values of the regions, (B, num_columns) float32, column k for label k.
+  Cost: 2^R forwards (exact), R the number of players.
 
-  The game: v(S) is the target logit with the regions outside S set to the
-  baseline. Up to ``max_exact_regions`` regions the values are exact, from
+  The game: v(S) is the target logit with the players outside S set to the
+  baseline. Up to ``max_exact_regions`` players the values are exact, from
   all 2^R coalitions in one computation (Captum's ``ShapleyValues``, which
   walks all R! orders); above it, the mean marginal contribution over
   ``permutations`` random orders drawn from ``key`` (Captum's
   ``ShapleyValueSampling``; P (R - 1) + 2 forwards). Either way the values of
-  an image sum to v(all) - v(none) = f(x) - f(x with every region at the
-  baseline). Column 0 is 0.
+  an image sum (nansum: absent regions are NaN) to v(all) - v(none).
 
   Args:
-    regions: (B, H, W) int label map; the players are labels 1..num_regions - 1.
-    num_regions: labels counted with 0 (4: none, eye, nose, mouth).
+    regions: (B, H, W) int label map.
+    num_regions: players are labels 0..num_regions - 1 (label 0 included).
+    region_ids: the labels that are players, any ints, remapped to 1..R
+      (instead of num_regions). Neither: the labels present (host paths only).
+    background: label(s) held fixed, no player; column 0 (e.g. background=0).
     baseline: the fill value: a scalar, (C,), (B, 1, 1, 1) or image-shaped.
-    max_exact_regions: the most regions computed exactly.
+    max_exact_regions: the most players computed exactly.
     permutations: random orders sampled above that.
     max_batch, memory_budget: the most images per forward, or the bytes the
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
-  labels = _check_labels(regions, x)
-  score = _region_scores(model, variables, x, target, labels, broadcast_baseline(baseline, x))
+  score, columns, num_players = _game('region_shapley', model, variables, x, target, regions,
+                                     num_regions, region_ids, background, baseline)
   batch, dtype = x.shape[0], result_dtype(x)
   chunking = functools.partial(auto_chunked_map, batch=batch, max_batch=max_batch,
                                memory_budget=memory_budget)
-  if num_regions - 1 <= max_exact_regions:
-    values = _exact_shapley(score, num_regions, batch, chunking, dtype)
+  if num_players <= max_exact_regions:
+    values = _exact_shapley(score, num_players, batch, chunking, dtype)
   else:
-    values = _sampled_shapley(score, num_regions, batch, chunking, dtype, key, permutations)
-  return with_label_zero(values).astype(dtype)
+    values = _sampled_shapley(score, num_players, batch, chunking, dtype, key, permutations)
+  return columns(values.astype(dtype))

@@ -1,4 +1,5 @@
-"""The table of saliency methods and the one path every call takes.
+"""The table of saliency methods and the one path every call takes (over 400 lines: the
+table, its call and its compiled path are one contract; per-call helpers live in calls.py).
 
 A method is declared next to its function with :func:`method`: its name,
 the reference names it answers to, what it needs of the model (a
@@ -25,6 +26,7 @@ import difflib
 import functools
 import inspect
 import re
+import warnings
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
@@ -32,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.models.contract import Capability, Explainable, ModelContractError, explainable
+from gestaltxai.models.outputs import checked_output
+from gestaltxai.saliency import calls
 from gestaltxai.saliency.chunking import COMPILER_OPTIONS
 from gestaltxai.saliency.core import predicted_class, result_dtype
 
@@ -46,7 +50,8 @@ Check = Callable[[str, Any], None]
 #: to the input, 'region' (B, num_regions) coefficients.
 SPACES = ('input', 'layer', 'region')
 #: Options every method takes, handled by the common call rather than the method.
-COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0))',
+COMMON_OPTIONS = {'key': 'a jax.random key (noise methods; default PRNGKey(0), the same noise '
+                         'on every call, so they warn without one)',
                   'dtype': "compute precision, e.g. 'bfloat16' (parameters keep theirs)"}
 _ARGUMENTS = ('model', 'variables', 'x', 'target')
 
@@ -80,6 +85,10 @@ class Method:
     cost: passes per image for resolved options and an image size.
     checks: {option: check} run before tracing.
     reference_names: the names the reference pipeline and Captum/zennit use.
+    random: whether the method draws from ``key`` (a call without one warns).
+    prepare: ``(name, options, x) -> options`` run before the method with
+      concrete options where they are known (region methods read the labels
+      present), so host paths can turn them into static options.
   """
 
   name: str
@@ -91,6 +100,28 @@ class Method:
   cost: CostFn
   checks: Mapping[str, Check] = dataclasses.field(default_factory=dict)
   reference_names: tuple[str, ...] = ()
+  random: bool = False
+  prepare: Optional[Callable[[str, dict, Array], dict]] = None
+
+  def __post_init__(self):
+    # help(saliency.integrated_gradients) shows the method, not this class: its own
+    # docstring and signature, then its options.
+    object.__setattr__(self, '__doc__', self._help())
+    object.__setattr__(self, '__name__', self.name)
+    object.__setattr__(self, '__wrapped__', self.fn)
+
+  def __get__(self, instance, owner=None):  # a routine to pydoc (help); never bound
+    return self
+
+  def _help(self) -> str:
+    options = '\n'.join(f'  {o} = {d!r}{" (per call, traced)" if o in self.traced else ""}'
+                         for o, d in self.options.items())
+    return (f'{inspect.getdoc(self.fn) or self.name}\n\nCall: {self.name}(model, variables, '
+            f'x (B, H, W, C) float, target (B,) int or None, *, key=None, dtype=None, '
+            f'output=None, **options); space {self.space!r}, needs contract level '
+            f'{int(max(self.needs))}.\nOptions (defaults):\n{options or "  none"}\n'
+            f'Also: saliency.attribute({self.name!r}, ...), saliency.compiled({self.name!r}, '
+            '...).')
 
   @property
   def level(self) -> int:
@@ -141,45 +172,84 @@ class Method:
     return model
 
   def __call__(self, model, variables, x: Array, target: Optional[Array] = None, *,
-               key: Optional[Array] = None, dtype=None, **options) -> Array:
+               key: Optional[Array] = None, dtype=None, output=None, **options) -> Array:
     """Attribution of ``target`` (default: the predicted class) for images ``x``.
 
     Args:
       model: a Flax linen or NNX module, a function ``f(variables, x)``, or
         an :class:`Explainable`.
-      variables: the model's variables.
+      variables: the model's variables (an NNX module's state, or the module).
       x: (B, H, W, C) float images; float16 and bfloat16 inputs are computed
         and returned in float32 (float64 stays float64).
       target: (B,) int classes, (B, T) for T classes per image, or None.
-      key: randomness for noise methods (default ``PRNGKey(0)``).
+      key: randomness for noise methods (default ``PRNGKey(0)``: the same
+        noise every call, with a warning; pass a fresh key per call).
       dtype: compute precision of the model (parameters keep theirs).
+      output: for a model whose output is not (B, K) logits: a key, an
+        index or a function picking them (see :func:`explainable`).
       **options: the method's options (see ``options``).
 
     Returns:
       float32 (float64 for float64 inputs): (B, H, W, C) for input-space
       methods, (B, H, W) for layer methods, (B, num_regions) for region
-      methods; (B, T, ...) for a (B, T) target.
+      methods; (B, T, ...) for a (B, T) target. Under tracing, an image whose
+      target is out of range gives NaN (a concrete one raises; see
+      :mod:`~gestaltxai.saliency.calls`).
     """
-    model = self.check_model(model)
+    model = self.check_model(explainable(model, output))
+    variables = model.variables_of(variables)
     options = self.resolve(options)
     if dtype is not None:
       model = model.with_dtype(dtype)
     x = _check_images(x)
     x = x.astype(result_dtype(x))
-    key = jax.random.PRNGKey(0) if key is None else key
+    if self.prepare is not None:
+      options = self.prepare(self.name, options, x)
+    key = self._key(key)
+    model, num_classes = checked_output(model, variables, x)
     if target is None:
-      target = predicted_class(model, variables, x)
-    target = jnp.asarray(target)
-    if target.ndim not in (1, 2) or target.shape[0] != x.shape[0] or not jnp.issubdtype(
-        target.dtype, jnp.integer):
-      raise ValueError(f'{self.name}: target must be (B,) or (B, T) int with B = {x.shape[0]}, '
-                       f'got shape {target.shape} dtype {target.dtype}')
-    explain = lambda t: self.fn(model, variables, x, t, key=key, **options).astype(
-        result_dtype(x))
+      target = (predicted_class(model, variables, x) if x.shape[0]
+                else jnp.zeros((0,), jnp.int32))
+    target = calls.check_target(self.name, target, x.shape[0], num_classes)
+    if x.shape[0] == 0:
+      return self._empty(model, variables, x, target, key, options)
+    max_batch = options.get('max_batch')
+
+    def explain(t):
+      valid = calls.valid_targets(t, num_classes)
+      run = lambda xs, ts, k, **o: self.fn(model, variables, xs, ts, key=k, **o)
+      safe = jnp.clip(t, 0, num_classes - 1)
+      if max_batch is not None and max_batch < x.shape[0]:
+        result = calls.in_passes(run, x, safe, key, options, max_batch)
+      else:
+        result = run(x, safe, key, **options)
+      return calls.nan_where_invalid(result.astype(result_dtype(x)), valid)
+
     if target.ndim == 1:
       return explain(target)
     # One class at a time: memory stays that of one target, in one computation.
     return jnp.moveaxis(jax.lax.map(explain, target.T), 0, 1)
+
+  def _key(self, key):
+    if key is None:
+      if self.random:
+        warnings.warn(f'{self.name}: key=None draws the same noise on every call '
+                      '(PRNGKey(0)); pass key=jax.random.key(seed), a new one per call',
+                      stacklevel=3)
+      return jax.random.PRNGKey(0)
+    return key
+
+  def _empty(self, model, variables, x, target, key, options) -> Array:
+    """The result of an empty batch: (0, ...) of the shape one image would give."""
+    if self.space == 'region' and options.get('region_ids') == ():
+      return jnp.zeros((0, 0), result_dtype(x))  # no label to name a column
+    one = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    shape = jax.eval_shape(
+        lambda xs, ts: self.fn(model, variables, xs, jnp.clip(ts, 0, None), key=key,
+                               **calls.one_image(options, x)), one,
+        jax.ShapeDtypeStruct((1,), target.dtype))
+    rest = shape.shape[1:] if target.ndim == 1 else (target.shape[1], *shape.shape[1:])
+    return jnp.zeros((0, *rest), result_dtype(x))
 
   def _missing_options(self, missing: Sequence[str]) -> str:
     described = '; '.join(f'{o}: {_option_doc(self.fn, o)}' for o in missing)
@@ -214,7 +284,8 @@ def register(entry: Method) -> Method:
 def declare(fn: Callable, *, name: str, space: str = 'input',
             needs: Sequence[Capability] = (), cost: Union[CostFn, tuple[int, int]],
             traced: Sequence[str] = (), checks: Optional[Mapping[str, Check]] = None,
-            reference_names: Sequence[str] = ()) -> Method:
+            reference_names: Sequence[str] = (), random: bool = False,
+            prepare: Optional[Callable] = None) -> Method:
   """A :class:`Method` of ``fn``, its options read from ``fn``'s signature (not registered)."""
   options = keyword_options(fn)
   unknown = (set(traced) | set(checks or {})) - set(options)
@@ -223,7 +294,7 @@ def declare(fn: Callable, *, name: str, space: str = 'input',
   fixed = cost if callable(cost) else (lambda o, h, w: tuple(cost))
   return Method(name, fn, space, frozenset({Capability.FORWARD, *needs}),
                 dict(options), frozenset(traced), fixed, dict(checks or {}),
-                tuple(reference_names))
+                tuple(reference_names), random, prepare)
 
 
 def method(name: str, *reference_names: str, **declaration) -> Callable[[Callable], Method]:
@@ -277,8 +348,19 @@ def positive_int(name: str, value) -> None:
 
 def positive_ints(name: str, value) -> None:
   """An int or a pair of ints (height, width), each positive."""
+  if np.ndim(value) > 0 and len(value) != 2:
+    captum = (f'; Captum\'s (channels, height, width) {tuple(value)} is {tuple(value)[-2:]} '
+              'here (windows span every channel)' if len(value) == 3 else '')
+    raise ValueError(f'{name} must be an int or (height, width) in pixels, got '
+                     f'{tuple(value)}{captum}')
   for v in (value,) if np.ndim(value) == 0 else tuple(value):
     positive_int(name, v)
+
+
+def boolean(name: str, value) -> None:
+  """A real bool: a string such as 'no' would read as True."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f'{name} must be True or False, got {value!r}')
 
 
 def optional(check: Check) -> Check:
@@ -303,9 +385,13 @@ def one_of(choices: Sequence[Any]) -> Check:
 
 # The one compiled path.
 
-def predict(model, variables, x: Array) -> Array:
-  """The predicted class, (B,) int32: what the reference explains by default."""
-  return _predict(explainable(model), variables, x)
+def predict(model, variables, x: Array, output=None) -> Array:
+  """The predicted class, (B,) int32: what the reference explains by default (a binary
+  (B, 1) model: 1 where its logit is positive)."""
+  model = explainable(model, output)
+  variables = model.variables_of(variables)
+  model, _ = checked_output(model, variables, _check_images(x))
+  return _predict(model, variables, x)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -378,15 +464,14 @@ def _traced_value(value, dtype) -> Array:
   return array.astype(dtype)
 
 
-def _run_method(name, model, variables, x, target, key, traced_options, static_options, dtype,
+def _run_method(entry, model, variables, x, target, key, traced_options, static_options, dtype,
                 output):
-  entry = METHODS[name]
   result = entry(model, variables, x, target, key=key, dtype=dtype, **traced_options,
                  **dict(static_options))
   return OUTPUTS[output](entry, result)
 
 
-_STATIC = ('name', 'model', 'static_options', 'dtype', 'output')
+_STATIC = ('entry', 'model', 'static_options', 'dtype', 'output')
 # Called at the top level it owns the compiler options (XLA:CPU's memory-optimised
 # scheduler keeps chunked passes at one pass's memory, see chunking.COMPILER_OPTIONS);
 # inside a caller's jit those are the caller's to give, and JAX refuses them there.
@@ -411,6 +496,13 @@ class CompiledMethod:
     self._static_required = tuple(entry.required - entry.traced)
 
   def __call__(self, variables, x, target=None, key=None, **traced_options):
+    if calls.is_traced((variables, x, target, key, traced_options)):
+      return _run(*self._arguments(variables, x, target, key, traced_options))
+    # Concrete arrays: their values are checked here, as attribute does (a few bytes).
+    x = _check_images(x)
+    if target is not None:
+      model, num_classes = checked_output(self.model, self.model.variables_of(variables), x)
+      calls.check_target(self.method.name, target, x.shape[0], num_classes)
     return _run(*self._arguments(variables, x, target, key, traced_options))
 
   def lower(self, variables, x, target=None, key=None, **traced_options):
@@ -424,8 +516,15 @@ class CompiledMethod:
       raise ValueError(f'{self.method.name}: per-call options are {sorted(self.method.traced)}; '
                        f'{sorted(unknown)} must be given to compiled()')
     traced, _ = _split_options(self.method, traced_options, x, self._static_required)
-    return (self.method.name, self.model, variables, x, target, key, traced,
-            self.static_options, self.dtype, self.output)
+    static = self.static_options
+    if self.method.prepare is not None and not calls.is_traced(traced):
+      # What the method reads from concrete options (a region map's labels) compiles in.
+      given = {**dict(static), **traced}
+      prepared = self.method.prepare(self.method.name, self.method.resolve(given), x)
+      static = tuple(sorted({**dict(static), **{k: v for k, v in prepared.items()
+                                                 if k not in self.method.traced}}.items()))
+    return (self.method, self.model, self.model.variables_of(variables), x, target, key,
+            traced, static, self.dtype, self.output)
 
 
 def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None,
@@ -445,8 +544,10 @@ def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None
   pipelines that validate their data once.
   """
   entry = get_method(method_name)
-  if output not in OUTPUTS:
-    raise ValueError(f'output must be one of {sorted(OUTPUTS)}, got {output!r}')
+  if not isinstance(output, str) or output not in OUTPUTS:
+    raise ValueError(f'compiled(output=...) chooses what it returns, one of {sorted(OUTPUTS)}; '
+                     f'got {output!r}. To pick the logits from a model output that is not '
+                     '(B, K), give the model as explainable(model, output=...)')
   # A required traced option (a region map) may come per call instead.
   _, static = _split_options(entry, options, jnp.zeros((), jnp.float32),
                              later=entry.required & entry.traced)
@@ -462,19 +563,33 @@ def _dtype_name(dtype) -> Optional[str]:
 def _explain(method_name, output, model, variables, x, target, key, options) -> Array:
   """The eager path: validates values on the host, runs the compiled method, checks the result."""
   entry = get_method(method_name)
+  if calls.is_traced((variables, x, target, key, options)):
+    raise TypeError(
+        f'attribute() and relevance() check values on the host and cannot run inside jax.jit, '
+        f'vmap or grad. There, call the pure function saliency.{entry.name}(model, variables, '
+        f'x, target, **options) (or saliency.get_method({entry.name!r})), or build '
+        f'f = saliency.compiled({entry.name!r}, model, **options) once and call f(variables, '
+        'x, target)')
   dtype = _dtype_name(options.pop('dtype', None))
-  model = entry.check_model(model)
+  model = entry.check_model(explainable(model, options.pop('output', None)))
+  variables = model.variables_of(variables)
   x = _check_images(x)
   x = x.astype(result_dtype(x))
   finite = np.asarray(jnp.isfinite(x).all(axis=(1, 2, 3)))
   if not finite.all():
     raise ValueError(f'images {np.flatnonzero(~finite).tolist()} of the batch contain NaN '
                      'or infinite values')
+  _, num_classes = checked_output(model, variables, x)
   if target is not None:
-    _check_target_values(target, model, variables, x)
+    calls.check_target(entry.name, target, x.shape[0], num_classes)
+  if entry.prepare is not None:
+    options = entry.prepare(entry.name, {**options}, x)
+  if x.shape[0] == 0:  # nothing to compile: the shape of the result, no value
+    return OUTPUTS[output](entry, entry(model, variables, x, target, key=key, dtype=dtype,
+                                        **options))
   traced, static = _split_options(entry, options, x)
-  result = _run(entry.name, model, variables, x, target, key, traced, static, dtype, output)
-  bad = ~np.asarray(jnp.isfinite(result).reshape(result.shape[0], -1).all(axis=1))
+  result = _run(entry, model, variables, x, target, key, traced, static, dtype, output)
+  bad = ~np.asarray(_expected_finite(entry, result, traced))
   if bad.any():
     raise FloatingPointError(
         f'{entry.name} gave NaN or infinite values for images {np.flatnonzero(bad).tolist()}'
@@ -482,31 +597,22 @@ def _explain(method_name, output, model, variables, x, target, key, options) -> 
   return result
 
 
-def _check_target_values(target, model, variables, x) -> None:
-  target = np.asarray(target)
-  if not np.issubdtype(target.dtype, np.integer) or target.ndim not in (1, 2) or (
-      target.shape[0] != x.shape[0]):
-    raise ValueError(f'target must be (B,) or (B, T) int with B = {x.shape[0]}, got shape '
-                     f'{target.shape} dtype {target.dtype}')
-  num_classes = _num_classes(model, jax.ShapeDtypeStruct(x.shape, x.dtype),
-                             shape_structure(variables))
-  if target.min() < 0 or target.max() >= num_classes:
-    bad = sorted({int(t) for t in target.ravel() if not 0 <= t < num_classes})
-    raise ValueError(f'target classes must lie in [0, {num_classes}); got {bad}')
+def _expected_finite(entry: Method, result: Array, traced) -> Array:
+  """(B,) whether each image's result is as it should be: finite, except a region method's
+  NaN for a region with no pixel in the image (as ``regions.coefficients``)."""
+  values = result.reshape(result.shape[0], -1)
+  if entry.space != 'region':
+    return jnp.isfinite(values).all(axis=1)
+  labels = jnp.asarray(traced['regions'])
+  columns = jnp.arange(values.shape[1])
+  present = jax.vmap(lambda image: jnp.isin(columns, image))(labels.reshape(len(labels), -1))
+  return (jnp.isfinite(values) | (jnp.isnan(values) & ~present)).all(axis=1)
 
 
 def shape_structure(tree):
   """A hashable stand-in for a pytree of arrays: its structure and leaf shapes and dtypes."""
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
-
-
-@functools.lru_cache(maxsize=64)
-def _num_classes(model: Explainable, images: jax.ShapeDtypeStruct, variables) -> int:
-  """The model's number of classes, from its output shape (traced once per shapes, not run)."""
-  treedef, leaves = variables
-  logits = jax.eval_shape(model.logits, jax.tree_util.tree_unflatten(treedef, leaves), images)
-  return logits.shape[-1]
 
 
 def _non_finite_variables(variables) -> str:

@@ -68,10 +68,12 @@ def _references(x, baseline):
   return broadcast_baseline(baseline, x)
 
 
-def _multipliers(model, variables, pair, target, layer, num_references):
-  """d (sum of the inputs' target logits) / d inputs (or the layer), through the rescale rule."""
+def _multipliers(model, variables, pair, target, layer, num_references, images=None):
+  """d (sum of the inputs' target logits) / d inputs (or the layer of ``images``), through
+  the rescale rule."""
   rescaled = model.with_rules(Rules(activation=rescale_relu(num_references)))
-  return jax.grad(target_score(rescaled, variables, target, layer))(pair)[:target.shape[0]]
+  return jax.grad(target_score(rescaled, variables, target, layer, images))(pair)[
+      :target.shape[0]]
 
 
 @method('deeplift', 'DeepLIFT', 'DEEPLIFT', 'DeepLift', needs=(Capability.RULES,), cost=(1, 1),
@@ -80,7 +82,7 @@ def deeplift(model, variables, x, target, *, key=None, baseline=0.0):
   """DeepLIFT (rescale), (B, H, W, 3) float32: (x - r) * multipliers.
 
   Captum ``DeepLift(model)`` with ``baselines=baseline`` (zero by default;
-  scalar, (B,) or image-shaped). Cost: 1 forward + 1 backward per image,
+  a scalar, (C,), (B, 1, 1, 1) or image-shaped). Cost: 1 forward + 1 backward per image,
   plus one reference image per batch for a scalar baseline.
   """
   del key
@@ -106,8 +108,10 @@ def layer_deeplift(model, variables, x, target, *, key=None, layer=None, baselin
   del key
   layer = model.check_layer(layer)
   references = _references(x, baseline)
-  activations = model.features(variables, jnp.concatenate([x, references]), layer)
-  multipliers = _multipliers(model, variables, activations, target, layer, len(references))
+  images = jnp.concatenate([x, references])
+  activations = model.features(variables, images, layer)
+  multipliers = _multipliers(model, variables, activations, target, layer, len(references),
+                             images)
   act_x, act_r = activations[:x.shape[0]], activations[x.shape[0]:]
   attribution = ((act_x - act_r) * multipliers).astype(result_dtype(x))  # (B, h, w, C)
   size = x.shape[1:3]
