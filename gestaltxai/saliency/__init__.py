@@ -13,6 +13,8 @@ from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_bet
                                     lrp_epsilon_alpha2_beta1_flat, lrp_epsilon_plus,
                                     lrp_epsilon_plus_flat)
 from gestaltxai.saliency.noise import noise_tunnel, smoothgrad, squaregrad, vargrad
+from gestaltxai.saliency.paths import (blur_integrated_gradients, expected_gradients,
+                                      guided_integrated_gradients)
 from gestaltxai.saliency.perturbation import occlusion
 from gestaltxai.saliency.propagation import deconvnet, guided_backprop, guided_grad_cam
 from gestaltxai.saliency.region import region_occlusion, region_shapley
