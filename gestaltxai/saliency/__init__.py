@@ -6,7 +6,8 @@ this package fills the table.
 
 from gestaltxai.models.contract import (Capability, Explainable, FunctionalModel,
                                         ModelContractError, explainable)
-from gestaltxai.saliency.cam import grad_cam, grad_cam_plus_plus, hires_cam
+from gestaltxai.saliency.cam import (eigen_cam, grad_cam, grad_cam_plus_plus, hires_cam, layer_cam,
+                                    xgrad_cam)
 from gestaltxai.saliency.full_gradient import fullgrad
 from gestaltxai.saliency.gradients import gradient, input_x_gradient, integrated_gradients
 from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_beta1,
@@ -22,6 +23,7 @@ from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, alias
                                           compiled, declare, get_method, method, predict,
                                           register, relevance, relevance_of)
 from gestaltxai.saliency.rescale import deeplift, layer_deeplift
+from gestaltxai.saliency.score_cam import ablation_cam, score_cam
 
 __all__ = ['METHODS', 'Capability', 'CompiledMethod', 'Explainable', 'FunctionalModel', 'Method',
            'ModelContractError', 'aliases', 'attribute', 'compiled', 'deconvnet', 'declare',
