@@ -19,6 +19,7 @@ from gestaltxai.saliency.paths import (blur_integrated_gradients, expected_gradi
 from gestaltxai.saliency.perturbation import occlusion
 from gestaltxai.saliency.propagation import deconvnet, guided_backprop, guided_grad_cam
 from gestaltxai.saliency.region import region_occlusion, region_shapley
+from gestaltxai.saliency.region_regression import region_kernel_shap, region_lime
 from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, aliases, attribute,
                                           compiled, declare, get_method, method, predict,
                                           register, relevance, relevance_of)
