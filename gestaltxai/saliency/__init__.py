@@ -24,6 +24,7 @@ from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, alias
                                           compiled, declare, get_method, method, predict,
                                           register, relevance, relevance_of)
 from gestaltxai.saliency.rescale import deeplift, layer_deeplift
+from gestaltxai.saliency.xrai import region_pixel_map, region_ranking, xrai
 from gestaltxai.saliency.score_cam import ablation_cam, score_cam
 
 __all__ = ['METHODS', 'Capability', 'CompiledMethod', 'Explainable', 'FunctionalModel', 'Method',
