@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import networks, peak, records
 from gestaltxai import saliency
@@ -35,6 +36,11 @@ from gestaltxai.saliency import chunking
 
 DEFAULT_METHODS = ('gradient', 'integrated_gradients', 'smoothgrad', 'occlusion', 'grad_cam',
                    'guided_backprop', 'deeplift', 'lrp_epsilon_plus_flat', 'fullgrad')
+#: The methods of issue #26 (``--methods`` takes them; Score-CAM and Ablation-CAM make
+#: 2,049 passes an image at layer4, Guided IG 200 gradients one after another).
+NEW_METHODS = ('guided_integrated_gradients', 'blur_integrated_gradients', 'expected_gradients',
+               'xrai', 'layer_cam', 'xgrad_cam', 'eigen_cam', 'score_cam', 'ablation_cam',
+               'region_kernel_shap', 'region_lime')
 TARGET_CLASS = 1
 
 
@@ -139,6 +145,12 @@ def captum_runner(state_dict, method: str, batch: int, images_per_pass: int, thr
   return runs.get(method)
 
 
+def band_regions(batch: int, size: int, players: int = 3):
+  """(B, size, size) int32: horizontal bands 1..players (eye, nose, mouth) under a band 0."""
+  rows = np.arange(size) * (players + 1) // size
+  return jnp.asarray(np.broadcast_to(rows[:, None], (batch, size, size)), jnp.int32)
+
+
 def measure(net: networks.Network, batch: int, names, args, peak_flops: float):
   """Yields one record per method at this batch size."""
   x = net.images(batch)
@@ -153,12 +165,14 @@ def measure(net: networks.Network, batch: int, names, args, peak_flops: float):
   for name in names:
     options = {'max_batch': args.max_batch} if args.max_batch and takes_option(
         name, 'max_batch') else {}
+    if takes_option(name, 'regions'):  # region methods: the reference's 3 regions as bands
+      options['regions'] = band_regions(batch, net.image_size)
     ours = compile_call(saliency.compiled(name, net.model, **options), *inputs)
     method_passes = passes(name, net.image_size)
     flops = ours.flops
     if takes_option(name, 'max_batch'):  # XLA counts a loop once: count one single pass
       flops = one_pass_flops(saliency.compiled(
-          name, net.model, max_batch=batch * max(method_passes)), *inputs)
+          name, net.model, **{**options, 'max_batch': batch * max(method_passes)}), *inputs)
     calls = {'forward': forward.call, 'gradient': gradient.call, name: ours.call}
     captum = None
     if args.captum and net.state_dict is not None:

@@ -6,20 +6,26 @@ this package fills the table.
 
 from gestaltxai.models.contract import (Capability, Explainable, FunctionalModel,
                                         ModelContractError, explainable)
-from gestaltxai.saliency.cam import grad_cam, grad_cam_plus_plus, hires_cam
+from gestaltxai.saliency.cam import (eigen_cam, grad_cam, grad_cam_plus_plus, hires_cam, layer_cam,
+                                    xgrad_cam)
 from gestaltxai.saliency.full_gradient import fullgrad
 from gestaltxai.saliency.gradients import gradient, input_x_gradient, integrated_gradients
 from gestaltxai.saliency.lrp import (excitation_backprop, lrp_epsilon_alpha2_beta1,
                                     lrp_epsilon_alpha2_beta1_flat, lrp_epsilon_plus,
                                     lrp_epsilon_plus_flat)
 from gestaltxai.saliency.noise import noise_tunnel, smoothgrad, squaregrad, vargrad
+from gestaltxai.saliency.paths import (blur_integrated_gradients, expected_gradients,
+                                      guided_integrated_gradients)
 from gestaltxai.saliency.perturbation import occlusion
 from gestaltxai.saliency.propagation import deconvnet, guided_backprop, guided_grad_cam
 from gestaltxai.saliency.region import region_occlusion, region_shapley
+from gestaltxai.saliency.region_regression import region_kernel_shap, region_lime
 from gestaltxai.saliency.registry import (METHODS, CompiledMethod, Method, aliases, attribute,
                                           compiled, declare, get_method, method, predict,
                                           register, relevance, relevance_of)
 from gestaltxai.saliency.rescale import deeplift, layer_deeplift
+from gestaltxai.saliency.xrai import region_pixel_map, region_ranking, xrai
+from gestaltxai.saliency.score_cam import ablation_cam, score_cam
 
 __all__ = ['METHODS', 'Capability', 'CompiledMethod', 'Explainable', 'FunctionalModel', 'Method',
            'ModelContractError', 'aliases', 'attribute', 'compiled', 'deconvnet', 'declare',

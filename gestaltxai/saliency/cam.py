@@ -12,12 +12,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
-from gestaltxai.saliency.core import layer_activations_and_gradients
+from gestaltxai.saliency.core import layer_activations_and_gradients, result_dtype
 from gestaltxai.saliency.registry import boolean, method
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's stabiliser in the Grad-CAM++ alpha denominator.
 GRAD_CAM_PLUS_PLUS_EPS = 1e-6
+# pytorch-grad-cam's stabiliser in the XGrad-CAM denominator (the activations' sum).
+XGRAD_CAM_EPS = 1e-7
 
 
 def grad_cam_weights(activations, gradients):
@@ -44,7 +46,19 @@ def hires_cam_weights(activations, gradients):
   return gradients
 
 
-def layer_cam(model, variables, x, target, weights_fn, layer=None):
+def layer_cam_weights(activations, gradients):
+  """LayerCAM (Jiang et al. 2021): ReLU(G), elementwise."""
+  del activations
+  return jnp.maximum(gradients, 0.0)
+
+
+def xgrad_cam_weights(activations, gradients):
+  """XGrad-CAM (Fu et al. 2020): sum_hw(G A) / sum_hw(A) per channel."""
+  total = activations.sum(axis=(1, 2), keepdims=True)
+  return (gradients * activations).sum(axis=(1, 2), keepdims=True) / (total + XGRAD_CAM_EPS)
+
+
+def weighted_cam(model, variables, x, target, weights_fn, layer=None):
   """sum_c weights_c * A_c at the layer's resolution, (B, h, w) at least float32."""
   layer = model.check_layer(layer)
   activations, gradients = layer_activations_and_gradients(model, variables, x, target, layer)
@@ -54,7 +68,7 @@ def layer_cam(model, variables, x, target, weights_fn, layer=None):
 def _cam_method(name, reference_name, weights_fn, doc):
   def cam_method(model, variables, x, target, *, key=None, layer=None, relu=False):
     del key
-    cam = layer_cam(model, variables, x, target, weights_fn, layer)
+    cam = weighted_cam(model, variables, x, target, weights_fn, layer)
     cam = jnp.maximum(cam, 0.0) if relu else cam
     return upsample(cam, x.shape[1:3], 'bicubic')
 
@@ -77,3 +91,47 @@ and coefficients compare maps within an image, which scaling does not change.
 """)
 hires_cam = _cam_method('hires_cam', 'HiResCAM', hires_cam_weights,
                         """HiResCAM of ``layer``, (B, H, W) float32: sum_c G_c * A_c.""")
+layer_cam = _cam_method('layer_cam', 'LayerCAM', layer_cam_weights, """LayerCAM of ``layer``, (B, H, W) float32: sum_c ReLU(G_c) * A_c.
+
+pytorch-grad-cam's ``LayerCAM`` (which then applies a ReLU and min-max
+scaling: ``relu=True`` gives the first).
+""")
+xgrad_cam = _cam_method('xgrad_cam', 'XGradCAM', xgrad_cam_weights, """XGrad-CAM of ``layer``, (B, H, W) float32.
+
+Channel weights sum_hw(G A) / (sum_hw(A) + 1e-7), pytorch-grad-cam's
+``XGradCAM`` (which then applies a ReLU and min-max scaling: ``relu=True``
+gives the first).
+""")
+
+
+def principal_projection(activations):
+  """(B, h, w, C) -> (B, h, w): each image's centred activations on their first principal axis.
+
+  pytorch-grad-cam's ``get_2d_projection``. The sign of a principal axis is
+  arbitrary (NumPy's SVD picks one); here the axis points where the channels'
+  weights sum positive, so the map is the same on every backend.
+  """
+  batch, height, width, channels = activations.shape
+  flat = activations.reshape(batch, height * width, channels)
+  centred = flat - flat.mean(axis=1, keepdims=True)
+  _, _, vt = jnp.linalg.svd(centred, full_matrices=False)
+  axis = vt[:, 0, :]
+  axis = axis * jnp.where(axis.sum(-1, keepdims=True) < 0, -1.0, 1.0)
+  return jnp.einsum('bpc,bc->bp', centred, axis).reshape(batch, height, width)
+
+
+@method('eigen_cam', 'EigenCAM', space='layer', needs=(Capability.LAYERS,), cost=(1, 0))
+def eigen_cam(model, variables, x, target, *, key=None, layer=None, relu=False):
+  """Eigen-CAM of ``layer``, (B, H, W) float32. Cost: 1 forward, no backward.
+
+  The activations projected on their first principal component
+  (:func:`principal_projection`): pytorch-grad-cam's ``EigenCAM``, which then
+  applies a ReLU and min-max scaling (``relu=True`` gives the first). It does
+  not depend on the class: ``target`` is unused.
+  """
+  del key, target
+  layer = model.check_layer(layer)
+  activations = model.features(variables, x, layer).astype(result_dtype(x))
+  cam = principal_projection(activations)
+  cam = jnp.maximum(cam, 0.0) if relu else cam
+  return upsample(cam, x.shape[1:3], 'bicubic')

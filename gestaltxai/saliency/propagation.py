@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules
-from gestaltxai.saliency.cam import grad_cam_weights, layer_cam
+from gestaltxai.saliency.cam import grad_cam_weights, weighted_cam
 from gestaltxai.saliency.core import input_gradient
 from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
@@ -70,6 +70,6 @@ def guided_grad_cam(model, variables, x, target, *, key=None, layer=None):
   of ``layer`` with a ReLU, upsampled by nearest neighbour.
   """
   del key
-  cam = layer_cam(model, variables, x, target, grad_cam_weights, layer)
+  cam = weighted_cam(model, variables, x, target, grad_cam_weights, layer)
   cam = upsample(jnp.maximum(cam, 0.0), x.shape[1:3], 'nearest')
   return guided_backprop.fn(model, variables, x, target) * cam[..., None]

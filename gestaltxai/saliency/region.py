@@ -184,7 +184,7 @@ def _per_image(removed: Array, batch: int) -> Array:
   return jnp.broadcast_to(removed, (batch, removed.shape[-1]))
 
 
-def _coalition_value(score, batch: int):
+def coalition_value(score, batch: int):
   """present (R,) bool -> (B,) v(S): the target logit with the absent regions at the baseline."""
   no_region = jnp.zeros(1, bool)
   return lambda present: score(_per_image(jnp.concatenate([no_region, ~present]), batch))
@@ -210,7 +210,7 @@ def count_players(options) -> int:
   return len(players)
 
 
-def _game(name, model, variables, x, target, regions, num_regions, region_ids, background,
+def region_game(name, model, variables, x, target, regions, num_regions, region_ids, background,
           baseline):
   """(score of removed (B, R + 1) bool, a function of (B, R) per player -> the result, R)."""
   labels = _check_labels(regions, x)
@@ -245,8 +245,9 @@ def region_occlusion(model, variables, x, target, *, key=None, regions, num_regi
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   del key
-  score, columns, num_players = _game('region_occlusion', model, variables, x, target, regions,
-                                     num_regions, region_ids, background, baseline)
+  score, columns, num_players = region_game('region_occlusion', model, variables, x, target,
+                                           regions, num_regions, region_ids, background,
+                                           baseline)
   batch, players = x.shape[0], jnp.arange(1, num_players + 1)
   occluded_score = lambda player: score(_per_image(jnp.arange(num_players + 1) == player, batch))
   occluded = auto_chunked_map(occluded_score, players, batch, max_batch,
@@ -276,7 +277,7 @@ def shapley_pairs(num_players: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _exact_shapley(score, num_players, batch, chunking, dtype):
-  bits, value = jnp.arange(num_players), _coalition_value(score, batch)
+  bits, value = jnp.arange(num_players), coalition_value(score, batch)
   coalitions = jnp.arange(2**num_players)  # bit j set: player j present
   values = chunking(lambda c: value(((c >> bits) & 1) == 1), coalitions)
   without, with_, weights = shapley_pairs(num_players)
@@ -292,7 +293,7 @@ def _sampled_shapley(score, num_players, batch, chunking, dtype, key, permutatio
       jax.random.split(key, permutations))  # (P, R): the players in the order they join
   position = jnp.argsort(orders, axis=1)  # (P, R): when each player joins
   joined = jnp.arange(num_players + 1)  # players present after each join, 0..R
-  value = _coalition_value(score, batch)
+  value = coalition_value(score, batch)
   # v(none) and v(all) are the same in every order; the R - 1 coalitions between differ.
   inner = (position[:, None, :] < joined[None, 1:-1, None]).reshape(-1, num_players)
   values = chunking(value, inner)
@@ -345,8 +346,9 @@ def region_shapley(model, variables, x, target, *, key=None, regions, num_region
     max_batch, memory_budget: the most images per forward, or the bytes the
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
-  score, columns, num_players = _game('region_shapley', model, variables, x, target, regions,
-                                     num_regions, region_ids, background, baseline)
+  score, columns, num_players = region_game('region_shapley', model, variables, x, target,
+                                           regions, num_regions, region_ids, background,
+                                           baseline)
   batch, dtype = x.shape[0], result_dtype(x)
   chunking = functools.partial(auto_chunked_map, batch=batch, max_batch=max_batch,
                                memory_budget=memory_budget)

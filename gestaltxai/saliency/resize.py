@@ -49,6 +49,19 @@ def _bilinear(in_size, out_size):
   return weights
 
 
+def _bilinear_aligned(in_size, out_size):
+  # Corner pixels aligned, source i (in - 1) / (out - 1) (PyTorch align_corners=True,
+  # nn.UpsamplingBilinear2d, which pytorch-grad-cam's Score-CAM uses for its masks).
+  src = np.arange(out_size) * ((in_size - 1) / max(out_size - 1, 1))
+  low = np.minimum(np.floor(src).astype(int), in_size - 1)
+  high = np.minimum(low + 1, in_size - 1)
+  frac = src - low
+  weights = np.zeros((out_size, in_size))
+  np.add.at(weights, (np.arange(out_size), low), 1 - frac)
+  np.add.at(weights, (np.arange(out_size), high), frac)
+  return weights
+
+
 def _nearest(in_size, out_size):
   # PyTorch's legacy 'nearest': floor(i * in / out).
   src = np.minimum(np.floor(np.arange(out_size) * (in_size / out_size)).astype(int), in_size - 1)
@@ -57,7 +70,8 @@ def _nearest(in_size, out_size):
   return weights
 
 
-_MODES = {'bicubic': _bicubic, 'bilinear': _bilinear, 'nearest': _nearest}
+_MODES = {'bicubic': _bicubic, 'bilinear': _bilinear, 'bilinear_aligned': _bilinear_aligned,
+          'nearest': _nearest}
 
 
 @functools.lru_cache(maxsize=None)
