@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 import scipy.sparse.linalg
+import scipy.stats
 
 from gestaltxai import metrics, saliency
 from gestaltxai.cli import metrics as metrics_cli
@@ -141,8 +142,14 @@ def test_road_imputation_equals_a_direct_sparse_solve_and_the_curves_a_loop():
         np.testing.assert_allclose(curve[b, f], probability, atol=1e-5)
   np.testing.assert_allclose(result.score, (result.least_relevant_first.mean(1)
                                             - result.most_relevant_first.mean(1)) / 2)
-  noisy = metrics.road(model, variables, images, relevance, target, fractions=(0.3, 0.6))
-  assert np.abs(np.asarray(noisy.most_relevant_first - result.most_relevant_first)).max() > 0
+  # The noise: sigma noise_level x the image's range, on removed pixels only.
+  key = jax.random.PRNGKey(3)
+  hole = jnp.asarray(removed)
+  noisy = metrics.noisy_linear_imputation(jnp.asarray(x), hole, key, noise_level=0.5)
+  noise = np.asarray(noisy - imputed)
+  assert (noise[~removed] == 0).all()
+  spread = x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3))
+  np.testing.assert_allclose(noise[removed].std() / (0.5 * spread.mean()), 1.0, atol=0.1)
 
 
 def test_region_road_removes_whole_regions_in_coefficient_order():
@@ -162,3 +169,50 @@ def test_region_road_removes_whole_regions_in_coefficient_order():
       logits = np.asarray(model.apply(variables, filled[None].astype(np.float32)), np.float64)
       np.testing.assert_allclose(curve[0, k], np.exp(logits[0, 0]) / np.exp(logits[0]).sum(),
                                  atol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def cnn():
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 12, 12, 3))
+  model = SmallCNN()
+  return model, model.init(jax.random.PRNGKey(1), x), x
+
+
+def test_random_logit_flags_a_method_that_ignores_the_class_and_passes_the_gradient(cnn):
+  model, variables, x = cnn
+  target = np.array([0, 1, 2, 3])
+  key = jax.random.PRNGKey(5)
+  others = np.asarray(metrics.other_classes(jax.random.split(key)[0], jnp.asarray(target), 4))
+  assert (others != target).all() and ((0 <= others) & (others < 4)).all()
+  ignoring = metrics.random_logit(edges, model, variables, x, target, key=key)
+  np.testing.assert_allclose(ignoring, 1.0, rtol=1e-6)  # the same map for every class
+  gradient = metrics.random_logit('gradient', model, variables, x, target, key=key,
+                                  similarity='spearman')
+  maps = [np.asarray(saliency.relevance('gradient', model, variables, x, t))
+          for t in (target, others)]
+  expected = [scipy.stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(*maps)]
+  np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+  # On an untrained toy CNN the classes' gradients share their ReLU masks, so the maps stay
+  # alike (about 0.6); what the test asks is that they are no copy of each other.
+  assert (np.asarray(gradient) < 0.9).all()
+
+
+def test_independent_randomisation_changes_one_stage_at_a_time(cnn):
+  model, variables, x = cnn
+  key = jax.random.PRNGKey(0)
+  check = metrics.model_randomization(edges, model, variables, x, independent=True, key=key)
+  assert not check.passed()
+  gradient = metrics.model_randomization('gradient', model, variables, x, independent=True,
+                                         key=key)
+  assert gradient.passed()
+  # Step s: stage s fresh, every other stage trained (not the cascade's s and above).
+  fresh = model.init(jax.random.split(key)[0], x[:1])
+  target = saliency.predict(model, variables, x)
+  trained = np.asarray(saliency.relevance('gradient', model, variables, x, target))
+  for step, stage in enumerate(gradient.stages):
+    mixed = {'params': {**variables['params'], stage: fresh['params'][stage]}}
+    randomised = np.asarray(saliency.relevance('gradient', model, mixed, x, target))
+    expected = [scipy.stats.spearmanr(a.ravel(), b.ravel())[0]
+                for a, b in zip(trained, randomised)]
+    np.testing.assert_allclose(gradient.spearman[:, step], expected, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(gradient.per_image, gradient.spearman.mean(1), rtol=1e-6)
