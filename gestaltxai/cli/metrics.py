@@ -8,7 +8,7 @@ _HEADER = ('metric', 'needs', 'better', 'cost/img (fwd, explanations)', 'options
 def rows() -> list[tuple[str, ...]]:
   """One row per registered metric, as ``_HEADER`` names them."""
   from gestaltxai.metrics import METRICS  # pylint: disable=import-outside-toplevel
-  return [(m.name, ', '.join(m.inputs), m.direction, '%d, %d' % m.passes(),
+  return [(m.name, ', '.join(m.needs), m.direction, '%d, %d' % m.passes(),
            ', '.join(f'{k}={v!r}' for k, v in m.options.items()) or '-')
           for m in METRICS.values()]
 
@@ -28,10 +28,11 @@ def run(args) -> None:
   widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER) - 1)]
   for row in table:
     print('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1])
-  print('\nneeds: relevance (B, H, W) maps, coefficients (B, R) per region, mask (B, H, W) '
-        'and region_mask (B, R)\nthe ground truth, method the saliency method run again; '
-        'cost: forward passes and\nre-explanations per image beyond the map judged (region '
-        'costs at 3 regions, stages at 6).')
+  print('\nneeds (besides images and targets): relevance (B, H, W) maps, coefficients (B, R) '
+        'per region,\nregions (B, H, W) labels, mask (B, H, W) and region_mask (B, R) the '
+        'ground truth, method the\nsaliency method run again; cost: forward passes and '
+        're-explanations per image beyond\nthe map judged (regions counted at 3, model '
+        'stages at 6). Higher or lower: which scores are better.')
 
 
 def add_parser(commands) -> None:

@@ -47,6 +47,8 @@ INPUTS = {
     'region_mask': 'the ground-truth regions (B, R) bool, column 0 for label 0 (none)',
     'key': 'a jax.random key',
 }
+#: Inputs that come with any evaluation (or with the model): not listed as needs.
+_IMPLIED = frozenset({'variables', 'x', 'target', 'key'})
 #: What ``direction`` may be.
 DIRECTIONS = ('higher', 'lower')
 #: (resolved options) -> (forward passes, re-explanations) per image.
@@ -80,6 +82,12 @@ class Metric:
   def summary(self) -> str:
     """The first line of the metric's docstring."""
     return (inspect.getdoc(self.fn) or self.name).splitlines()[0]
+
+  @property
+  def needs(self) -> tuple[str, ...]:
+    """What the metric needs beyond the images and their targets: the model, maps,
+    coefficients, a ground truth, the method."""
+    return tuple(i for i in self.inputs if i not in _IMPLIED)
 
   @property
   def higher_is_better(self) -> bool:
