@@ -14,6 +14,7 @@ from gestaltxai import cli, extract, metrics, saliency
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
 from gestaltxai.extract.run import LoadedModel, RegionMaps
 from gestaltxai.metrics import evaluation, summary
+from gestaltxai.viz.report import ReportInputs, build_report
 
 IMAGE_SIZE = 32
 METHODS = ('gradient', 'region_occlusion')
@@ -132,6 +133,15 @@ def test_rows_equal_metrics_by_hand_and_a_resumed_run_the_same_table(dataset, tm
     np.testing.assert_allclose(row['mean'], table['value'][chosen].astype(float).mean())
     assert row['n_folds'] == 2 and row['ci_low'] <= row['mean'] <= row['ci_high']
   assert {r['rank'] for r in written if r['metric'] == 'deletion'} == {1, 2}
+
+  # A study that is not the demo: its report gains the section from the evaluation.
+  coefficients = extract.Extraction(dataset, tmp_path / 'coefficients.parquet', full.sources,
+                                    full.fold_indices, extract.method_specs(['gradient']),
+                                    batch_size=2, progress=False, log=lambda _: None)
+  coefficients.assemble(coefficients.run())
+  page, warnings = build_report(ReportInputs(table=coefficients.table, evaluation=full.table))
+  assert not warnings and 'Which method to trust' in page
+  assert all(metric in page for metric in METRICS)
 
 
 def test_bad_metric_names_and_options_name_the_closest():

@@ -12,7 +12,8 @@ def run(args) -> None:
   from gestaltxai.viz.report import ReportInputs, write_report
   inputs = ReportInputs(table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
                         data_dir=args.data_dir, bench=args.bench, maps=args.maps,
-                        provenance=args.provenance, rq1=rq1_config(args))
+                        provenance=args.provenance, rq1=rq1_config(args),
+                        evaluation=args.evaluation)
   path, warnings = write_report(inputs, args.out)
   for warning in warnings:
     print(f'warning: {warning}', file=sys.stderr)
@@ -34,5 +35,8 @@ def add_parser(commands) -> None:
                       help='maps file (default: TABLE.maps.npz beside the table)')
   parser.add_argument('--provenance', type=pathlib.Path,
                       help='provenance JSON (default: TABLE.json beside the table)')
+  parser.add_argument('--evaluation', type=pathlib.Path,
+                      help='an evaluate-methods table (its summary beside it): the section '
+                           '"Which method to trust"')
   add_rq1_arguments(parser)
   parser.set_defaults(run=run)
