@@ -22,6 +22,19 @@ def _options(text, flag):
           for k, v in value.items()}
 
 
+def _limits(text) -> dict:
+  if not text:
+    return {}
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as err:
+    raise ValueError(f'--metric-images is not valid JSON ({err}): {text!r}') from err
+  if not isinstance(value, dict) or not all(isinstance(v, int) and v >= 1
+                                            for v in value.values()):
+    raise ValueError(f'--metric-images must map metrics to positive image counts, got {text!r}')
+  return value
+
+
 def run(args) -> None:
   from gestaltxai import extract
   from gestaltxai.metrics import evaluation, summary
@@ -32,7 +45,8 @@ def run(args) -> None:
       metrics=args.metrics or (), metric_options=_options(args.metric_options,
                                                           '--metric-options'),
       folds=args.folds, images_per_fold=args.images_per_fold, batch_size=args.batch_size,
-      shard_size=args.shard_size, out_format=args.format, seed=args.seed)
+      shard_size=args.shard_size, out_format=args.format, seed=args.seed,
+      metric_images=_limits(args.metric_images))
   index, count = extract.process_split(args.process_index, args.process_count)
   done = job.run(index, count)
   if done['missing']:
@@ -76,6 +90,9 @@ def add_parser(commands) -> None:
   parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
   parser.add_argument('--images-per-fold', type=int_at_least(1),
                       help='the first N held-out images of each fold (default: all)')
+  parser.add_argument('--metric-images',
+                      help='JSON: {"model_randomization": 8}: that metric scores only the first '
+                           'N images of each fold')
   parser.add_argument('--batch-size', type=int_at_least(1), default=16)
   parser.add_argument('--shard-size', type=int_at_least(1), default=64,
                       help='images per shard, the unit written and resumed')

@@ -61,6 +61,10 @@ DEFAULT_METRICS = ('relevance_mass_accuracy', 'relevance_rank_accuracy', 'pointi
                    'random_logit', 'model_randomization')
 #: Inputs only a ground truth provides.
 GROUND_TRUTH_INPUTS = frozenset({'mask', 'region_mask'})
+#: Re-explaining at most this many images (a sanity check on a slice), a method runs all
+#: its steps or samples in one pass: compiling a chunked loop of twenty passes costs
+#: more than the passes on a few images.
+ONE_PASS_IMAGES = 8
 COLUMNS = ('image_name', 'fold', 'method', 'metric', 'value', 'direction', 'status')
 OK = 'ok'
 NO_GROUND_TRUTH = 'no ground truth'
@@ -151,6 +155,9 @@ class Evaluation:
   shard_size: int = 64
   out_format: str = 'parquet'
   seed: int = 0
+  #: {metric: N}: that metric scores only the first N images of each fold (costly sanity
+  #: checks on fewer images); the others score all.
+  metric_images: Mapping[str, int] = dataclasses.field(default_factory=dict)
   log: Callable[[str], None] = print
 
   def __post_init__(self):
@@ -160,6 +167,12 @@ class Evaluation:
     self.store = ShardStore(self.table)
     names = list(self.region_set.names)
     # The planted region's label id per class (0: none, an empty mask).
+    unknown = set(self.metric_images) - {m.name for m in self.metrics}
+    if unknown:
+      raise ValueError(f'metric_images names {sorted(unknown)}, which are not among the metrics '
+                       f'{[m.name for m in self.metrics]}')
+    self.position = {f: {int(i): p for p, i in enumerate(ix)}
+                     for f, ix in self.fold_indices.items()}
     self.planted_ids = np.array([names.index(self.planted[c]) if self.planted and
                                  self.planted.get(c) in names else 0 for c in self.classes],
                                 np.int32)
@@ -173,7 +186,8 @@ class Evaluation:
             'metrics': {m.name: m.resolved() for m in self.metrics},
             'planted': dict(self.planted or {}), 'regions': self.region_set_name,
             'images': {str(f): [int(i) for i in ix] for f, ix in sorted(self.fold_indices.items())},
-            'batch_size': self.batch_size, 'shard_size': self.shard_size, 'seed': self.seed}
+            'batch_size': self.batch_size, 'shard_size': self.shard_size, 'seed': self.seed,
+            'metric_images': dict(self.metric_images)}
 
   def run(self, process_index: int = 0, process_count: int = 1,
           stop_after: Optional[int] = None) -> dict:
@@ -230,17 +244,32 @@ class Evaluation:
                 'regions': labels, 'mask': mask, 'region_mask': region_mask}
       for m, metric_spec in enumerate(self.metrics):
         entry = metric_spec.metric
-        given = {name: inputs[name] for name in entry.inputs if name != 'key'}
+        # Rows are in fold order, padding last: a limited metric scores a leading slice.
+        count = self._rows_to_score(entry.name, shard.fold, batch)
+        if not count:
+          continue
+        given = {name: _leading(inputs[name], count) for name in entry.inputs if name != 'key'}
+        if 'method' in given and count <= ONE_PASS_IMAGES:
+          given['method'] = _one_pass(given['method'], count, images.shape[1:3])
         if 'key' in entry.inputs:
           given['key'] = jax.random.fold_in(key, m)
         values = np.asarray(entry.fn(**given, **metric_spec.resolved()), np.float64)
         # Only metrics against the ground truth are undefined without one.
         has_truth = planted > 0 if GROUND_TRUTH_INPUTS & set(entry.inputs) else np.ones(
             len(planted), bool)
-        self._add_rows(rows, shard.fold, spec.name, entry, batch, values, has_truth)
+        self._add_rows(rows, shard.fold, spec.name, entry, batch, values, has_truth, count)
 
-  def _add_rows(self, rows, fold, method, entry, batch, values, has_truth) -> None:
-    for row in np.flatnonzero(batch['valid']):
+  def _rows_to_score(self, metric: str, fold: int, batch: dict) -> int:
+    """How many leading rows of the batch ``metric`` scores (all but padding, or fewer)."""
+    limit = self.metric_images.get(metric)
+    if limit is None:
+      return len(batch['valid'])
+    positions = [self.position[fold][int(i)] for i, v in zip(batch['index'], batch['valid'])
+                 if v]
+    return sum(p < limit for p in positions)
+
+  def _add_rows(self, rows, fold, method, entry, batch, values, has_truth, count) -> None:
+    for row in np.flatnonzero(batch['valid'][:count]):
       if batch['problem'][row]:
         status = batch['problem'][row]
       elif not has_truth[row]:
@@ -272,6 +301,27 @@ class Evaluation:
                   'checkpoints': {str(f): str(s.path) for f, s in sorted(self.sources.items())}}
     write_json(provenance_path(self.table), provenance)
     return provenance
+
+
+def _leading(value, count: int):
+  """An input's first ``count`` rows (arrays with a batch axis, and a bound method's
+  per-image options); the model, its variables and the method itself as they are."""
+  if isinstance(value, BoundMethod):
+    return BoundMethod(value.method, {k: _leading(v, count) for k, v in value.options.items()})
+  if isinstance(value, jax.Array) and value.ndim and value.shape[0] >= count:
+    return value if value.shape[0] == count else value[:count]
+  return value
+
+
+def _one_pass(bound: BoundMethod, count: int, size) -> BoundMethod:
+  """``bound`` with ``max_batch`` covering every pass of ``count`` images, where the method
+  has that option and the user left it unset."""
+  entry = bound.method
+  if 'max_batch' not in entry.options or bound.options.get('max_batch') is not None:
+    return bound
+  _, backward = entry.passes(*size, **{k: v for k, v in bound.options.items()
+                                       if k not in specs.REGION_OPTIONS})
+  return BoundMethod(entry, {**bound.options, 'max_batch': max(backward, 1) * count})
 
 
 def read_evaluation(path: pathlib.Path) -> dict[str, np.ndarray]:
