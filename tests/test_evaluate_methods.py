@@ -154,6 +154,14 @@ def test_bad_metric_names_and_options_name_the_closest():
   assert 'pointing_game' not in [s.name for s in evaluation.metric_specs([], ground_truth=False)]
 
 
+def test_the_command_names_a_misspelt_metric_option_in_one_line(tmp_path, capsys):
+  assert cli.main(['evaluate-methods', '--data-dir', str(tmp_path / 'none'), '--runs',
+                   str(tmp_path / 'runs'), '--out', str(tmp_path / 'e.parquet'), '--metrics',
+                   'road', '--metric-options', '{"road": {"fraction": [0.5]}}']) == 1
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and "did you mean 'fractions'" in err, err
+
+
 def test_bootstrap_interval_matches_a_loop():
   values = np.random.default_rng(4).random(12)
   mean, low, high = summary.bootstrap_interval(values)

@@ -365,6 +365,7 @@ def evaluation(data_dir, out, *, runs=None, weights=None, methods: Sequence[str]
   from gestaltxai.extract.run import NO_FOLD, REFERENCE_METHODS  # pylint: disable=import-outside-toplevel
   if (runs is None) == (weights is None):
     raise ValueError('give either --runs (a `gestaltxai train` output) or --weights (one model)')
+  metric_specs(list(metrics), metric_options)  # names and options, before any file is read
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
   out_format = settings.pop('out_format', None) or (
