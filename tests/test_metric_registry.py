@@ -125,7 +125,7 @@ def test_road_imputation_equals_a_direct_sparse_solve_and_the_curves_a_loop():
   variables = model.init(jax.random.PRNGKey(0), images)
   relevance = rng.random((2, 10, 10)).astype(np.float32)
   target = np.array([1, 2])
-  result = metrics.road(model, variables, images, relevance, target, fractions=(0.3, 0.6),
+  result = metrics.road(model, variables, images, relevance, target, fractions=[0.3, 0.6],
                         noise_level=0.0)
   order = np.argsort(-relevance.reshape(2, -1), axis=1, kind='stable')
   for f, fraction in enumerate((0.3, 0.6)):

@@ -145,8 +145,6 @@ def _road(model, variables, target, key, removed_after, counts, total, options) 
   return Road(curves[0].fractions, morf, lerf, (lerf.mean(1) - morf.mean(1)) / 2)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'fractions', 'max_iterations',
-                                             'max_batch', 'memory_budget'))
 def road(model, variables, x: Array, relevance: Array, target: Optional[Array] = None, *,
          fractions: tuple[float, ...] = FRACTIONS, noise_level: float = NOISE_LEVEL,
          key: Optional[Array] = None, tolerance: float = TOLERANCE,
@@ -169,10 +167,21 @@ def road(model, variables, x: Array, relevance: Array, target: Optional[Array] =
   Returns:
     :class:`Road`, 2 F forwards per image.
   """
-  if relevance.shape != x.shape[:3]:
-    raise ValueError(f'road: relevance must be (B, H, W) = {x.shape[:3]}, got '
-                     f'{relevance.shape}')
+  if np.shape(relevance) != np.shape(x)[:3]:
+    raise ValueError(f'road: relevance must be (B, H, W) = {np.shape(x)[:3]}, got '
+                     f'{np.shape(relevance)}')
   _check_fractions(fractions)
+  # A list of fractions works as well as a tuple: they compile in, so they must hash.
+  return _road_pixels(model, variables, x, relevance, target,
+                      fractions=tuple(float(f) for f in fractions), noise_level=noise_level,
+                      key=key, tolerance=tolerance, max_iterations=max_iterations,
+                      max_batch=max_batch, memory_budget=memory_budget)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'fractions', 'max_iterations',
+                                             'max_batch', 'memory_budget'))
+def _road_pixels(model, variables, x, relevance, target, *, fractions, noise_level, key,
+                 tolerance, max_iterations, max_batch, memory_budget) -> Road:
   model, target = _prepare(model, variables, x, target)
   key = jax.random.PRNGKey(0) if key is None else key
   ranks = relevance_ranks(relevance)
