@@ -11,36 +11,46 @@ the truth rather than against another explanation. :func:`run_demo`:
    provenance);
 4. runs RQ1 against the unaffected faces and RQ2 against the annotations
    (``DIR/stats``);
-5. scores each method: recovery of the planted regions, deletion and
-   insertion areas, and model randomisation (``DIR/metrics.json``);
+5. scores each method: recovery of the planted regions, and through
+   ``gestaltxai evaluate-methods``' path localisation against the planted
+   regions, deletion, insertion and model randomisation
+   (``DIR/evaluation.parquet`` and its summary);
 6. writes ``DIR/summary.json`` and ``DIR/report.html``.
 
 Every stage reuses what an earlier run left in ``DIR`` when it was made from
 the same inputs (the dataset, a finished training run, finished extraction
-shards, metrics of the same checkpoint).
+shards, finished evaluation shards).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from typing import Callable
 
-import jax
-import numpy as np
-
 from gestaltxai import extract as extraction
-from gestaltxai import metrics, saliency
+from gestaltxai import metrics
 from gestaltxai import provenance as chain_of
 from gestaltxai.data import builders
-from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
+from gestaltxai.data.pipeline import FaceDataset
 from gestaltxai.files import write_json
+from gestaltxai.metrics import evaluation
+from gestaltxai.metrics import summary as summary_lib
 from gestaltxai.stats import Rq1Config, compute, read_hpo, read_table, write_results
-from gestaltxai.train import load_checkpoint, train_fold
+from gestaltxai.train import train_fold
 from gestaltxai.viz.report import ReportInputs, write_report
 
+#: The metrics the demo scores each method with (``gestaltxai metrics`` lists them all;
+#: ROAD and the random-logit test are left to ``evaluate-methods``: on 2 CPU cores they
+#: would double the demo's compile time).
+DEMO_METRICS = ('relevance_mass_accuracy', 'relevance_rank_accuracy', 'pointing_game',
+                'region_pointing_game', 'deletion', 'insertion', 'model_randomization')
+#: Sanity checks, costly (a re-explanation per model stage): on the first sanity_images.
+SANITY_METRICS = ('model_randomization',)
+#: summary.json's keys of the metrics it keeps (its layout is the contract's).
+SUMMARY_KEYS = {'deletion': 'deletion_auc', 'insertion': 'insertion_auc',
+                'model_randomization': 'randomisation_similarity'}
 #: A representative method of each family (LRP by one composite).
 DEMO_METHODS = ('gradient', 'integrated_gradients', 'smoothgrad', 'grad_cam',
                 'lrp_epsilon_plus_flat', 'occlusion', 'region_shapley')
@@ -71,8 +81,8 @@ class DemoPaths:
     return self.root / 'stats'
 
   @property
-  def metrics(self) -> pathlib.Path:
-    return self.root / 'metrics.json'
+  def evaluation(self) -> pathlib.Path:
+    return self.root / 'evaluation.parquet'
 
   @property
   def summary(self) -> pathlib.Path:
@@ -83,43 +93,14 @@ class DemoPaths:
     return self.root / 'report.html'
 
 
-def _images(dataset: FaceDataset, indices, mean_bgr, image_size) -> dict:
-  """One batch of the given records, as the model sees them."""
-  return batch_dataset(dataset, plan_batches(indices, len(indices)), mean_bgr=mean_bgr,
-                       image_size=image_size)[0]
-
-
-def _metric_options(name: str, batch: dict, num_regions: int) -> dict:
-  """Options of a method for the metrics' few images: region maps for region methods, and
-  every step or sample in one pass (on a few images, compiling twenty passes costs more
-  than the passes)."""
-  entry = saliency.get_method(name)
-  if entry.space == 'region':
-    return {'regions': batch['regions'], 'num_regions': num_regions, 'background': 0}
-  _, backward = entry.passes(*batch['image'].shape[1:3])
-  return {'max_batch': backward * len(batch['image'])} if (
-      'max_batch' in entry.options and backward > 1) else {}
-
-
-def _maps(name: str, model, variables, batch: dict, target, key, num_regions: int):
-  """(B, H, W) relevance of a method; a region method's coefficients painted on its regions."""
-  options = _metric_options(name, batch, num_regions)
-  if saliency.get_method(name).space == 'region':
-    coefficients = saliency.attribute(name, model, variables, batch['image'], target, key=key,
-                                      **options)
-    return metrics.coefficient_map(coefficients, batch['regions'])
-  return saliency.relevance(name, model, variables, batch['image'], target, key=key, **options)
-
-
-def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: np.ndarray,
-                        sanity_images: int, methods=DEMO_METHODS, seed: int = 0,
+def explanation_metrics(paths: DemoPaths, directory, plan, seed: int = 0,
                         log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
-  """Deletion and insertion areas and model-randomisation similarity of each method.
+  """Every method scored by :data:`DEMO_METRICS` through ``evaluate-methods``' path.
 
-  Args:
-    fold_dir: the trained fold whose best checkpoint is explained.
-    indices: the records to score (deletion and insertion use them all, the
-      randomisation check the first ``sanity_images``).
+  Fold :data:`FOLD`'s first ``plan.metric_images`` test images are scored
+  (the randomisation checks: the first ``plan.sanity_images``), resumable in
+  ``DIR/evaluation.parquet``; its summary feeds ``summary.json`` and the
+  report's "Which method to trust".
 
   Returns:
     {method: {'deletion_auc', 'insertion_auc', 'randomisation_similarity'}}:
@@ -127,37 +108,21 @@ def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: n
     better) and the mean Spearman correlation of the maps with every stage
     re-initialised (a method that passes the check has it low).
   """
-  model, variables, config, metadata = load_checkpoint(fold_dir)
-  batch = _images(dataset, indices, metadata['mean_bgr'], config.image_size)
-  target = saliency.predict(model, variables, batch['image'])
-  key = jax.random.PRNGKey(seed)
-  num_regions = len(extraction.REGION_SETS['reference'].names)
-  scores = {}
-  for name in methods:
-    relevance = _maps(name, model, variables, batch, target, key, num_regions)
-    deleted = metrics.deletion(model, variables, batch['image'], relevance, target)
-    inserted = metrics.insertion(model, variables, batch['image'], relevance, target)
-    few = {k: v[:sanity_images] for k, v in batch.items() if k in ('image', 'regions')}
-    randomised = metrics.model_randomization(
-        name, model, variables, few['image'], target[:sanity_images], key=key,
-        **_metric_options(name, few, num_regions))
-    scores[name] = {'deletion_auc': float(np.mean(deleted.area)),
-                    'insertion_auc': float(np.mean(inserted.area)),
-                    'randomisation_similarity': float(randomised.similarity)}
-    log(f'  {name}: deletion {scores[name]["deletion_auc"]:.3f}, insertion '
-        f'{scores[name]["insertion_auc"]:.3f}, randomisation '
-        f'{scores[name]["randomisation_similarity"]:.2f}')
-  return scores
-
-
-def _cached_metrics(paths: DemoPaths, arguments: dict, compute_scores) -> dict:
-  """The metrics of an earlier run with the same arguments, else newly computed ones."""
-  if paths.metrics.exists():
-    saved = json.loads(paths.metrics.read_text())
-    if saved.get('arguments') == json.loads(json.dumps(arguments)):
-      return saved['methods']
-  scores = compute_scores()
-  write_json(paths.metrics, {'arguments': arguments, 'methods': scores})
+  job = evaluation.evaluation(
+      directory, paths.evaluation, runs=paths.runs, methods=DEMO_METHODS,
+      metrics=DEMO_METRICS, folds=[FOLD], images_per_fold=plan.metric_images,
+      batch_size=plan.metric_images, shard_size=plan.metric_images, seed=seed,
+      metric_images={name: plan.sanity_images for name in SANITY_METRICS},
+      log=log)
+  job.run()
+  job.assemble()
+  means = {(row['method'], row['metric']): row['mean']
+           for row in summary_lib.read_summary(evaluation.summary_path(paths.evaluation))}
+  scores = {name: {key: float(means[name, metric]) for metric, key in SUMMARY_KEYS.items()}
+            for name in DEMO_METHODS}
+  for name, score in scores.items():
+    log(f'  {name}: deletion {score["deletion_auc"]:.3f}, insertion '
+        f'{score["insertion_auc"]:.3f}, randomisation {score["randomisation_similarity"]:.2f}')
   return scores
 
 
@@ -226,14 +191,11 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   write_results(results, paths.stats)
   chain_of.write_stats_provenance(paths.stats, paths.table, hpo)
 
-  stage(f'recovery of the planted regions, faithfulness and sanity -> {paths.metrics}')
+  stage(f'recovery of the planted regions; localisation, faithfulness and sanity -> '
+        f'{paths.evaluation}')
   recovered = metrics.recovery(table, results.rq1, planted, CONTROL)
-  test = dataset.role_indices(FOLD, 'held_out')[:plan.metric_images]
-  arguments = {'checkpoint': provenance['arguments']['models'], 'methods': list(DEMO_METHODS),
-               'images': test.tolist(), 'sanity_images': plan.sanity_images, 'seed': seed}
-  scores = _cached_metrics(paths, arguments, lambda: explanation_metrics(
-      paths.runs / f'fold-{FOLD}', dataset, test, plan.sanity_images, seed=seed,
-      log=lambda line: log(f'  {line}')))
+  scores = explanation_metrics(paths, directory, plan, seed=seed,
+                               log=lambda line: log(f'  {line}'))
 
   summary = {
       'size': size, 'test_accuracy': trained['test']['accuracy'],
@@ -254,7 +216,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
                                        stats=paths.stats, data_dir=directory)
   write_report(ReportInputs(table=paths.table, runs=paths.runs, stats=paths.stats,
                             data_dir=directory, ground_truth=paths.summary,
-                            chain=tuple(chain)), paths.report)
+                            evaluation=paths.evaluation, chain=tuple(chain)), paths.report)
   stage.finish()
   log('')
   log(summary_table(summary))

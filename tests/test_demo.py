@@ -65,7 +65,7 @@ def test_the_demo_writes_the_table_the_stats_and_a_report(demo):
       ids.extend(value for key, value in attrs if key == 'id')
 
   Ids().feed(page)
-  assert {'ground-truth', 'fig-ground-truth', 'rq1', 'rq2'} <= set(ids)
+  assert {'ground-truth', 'fig-ground-truth', 'rq1', 'rq2', 'trust'} <= set(ids)
 
 
 def test_a_second_run_reuses_every_stage(demo, capsys):

@@ -19,8 +19,8 @@ import sys
 import threading
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
-COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'stats', 'report', 'methods',
-            'convert_weights')
+COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'evaluate_methods', 'stats',
+            'report', 'methods', 'metrics', 'convert_weights')
 #: Errors about the user's inputs or environment, reported by their message alone.
 ANTICIPATED = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 EXIT_ERROR = 1

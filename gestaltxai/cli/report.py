@@ -27,7 +27,8 @@ def run(args) -> None:
   inputs = ReportInputs(chain=tuple(chain),
                         table=args.table, runs=args.runs, stats=args.stats, hpo=args.hpo,
                         data_dir=args.data_dir, bench=args.bench, maps=args.maps,
-                        provenance=args.provenance, rq1=rq1_config(args))
+                        provenance=args.provenance, rq1=rq1_config(args),
+                        evaluation=args.evaluation)
   path, warnings = write_report(inputs, args.out)
   for warning in warnings:
     print(f'warning: {warning}', file=sys.stderr)
@@ -49,6 +50,9 @@ def add_parser(commands) -> None:
                       help='maps file (default: TABLE.maps.npz beside the table)')
   parser.add_argument('--provenance', type=pathlib.Path,
                       help='provenance JSON (default: TABLE.json beside the table)')
+  parser.add_argument('--evaluation', type=pathlib.Path,
+                      help='an evaluate-methods table (its summary beside it): the section '
+                           '"Which method to trust"')
   add_rq1_arguments(parser)
   parser.add_argument('--overwrite', action='store_true', help='replace the report at --out')
   parser.set_defaults(run=run)

@@ -230,8 +230,8 @@ class Randomization:
   """The result of :func:`model_randomization` (a pytree: returned from jitted code).
 
   Attributes:
-    stages: names of the stages re-initialised, in cascade order (head first);
-      after step s, stages[0..s] are random.
+    stages: names of the stages re-initialised, head first; cascading: after
+      step s, stages[0..s] are random; independent: at step s only stages[s].
     spearman: (B, S) Spearman rank correlation of each image's map after
       each step with its map from the trained model.
     ssim: (B, S) SSIM of the same maps, min-max normalised (NaN for region
@@ -241,11 +241,18 @@ class Randomization:
   stages: tuple[str, ...] = flax.struct.field(pytree_node=False)
   spearman: Array
   ssim: Array
+  independent: bool = flax.struct.field(pytree_node=False, default=False)
+
+  @property
+  def per_image(self) -> Array:
+    """(B,) each image's headline Spearman correlation: with every stage random
+    (cascading), or the mean over stages each random alone (independent)."""
+    return self.spearman.mean(axis=1) if self.independent else self.spearman[:, -1]
 
   @property
   def similarity(self) -> Array:
-    """Mean Spearman correlation over the images with every stage random (scalar)."""
-    return jnp.nanmean(self.spearman[:, -1])
+    """Mean of :attr:`per_image` over the images (scalar)."""
+    return jnp.nanmean(self.per_image)
 
   def passed(self, limit: float = SIMILARITY_LIMIT) -> bool:
     """Whether the maps changed: :attr:`similarity` below ``limit``."""
@@ -258,8 +265,12 @@ MethodLike = Union[str, Method, Callable[..., Array]]
 def model_randomization(method: MethodLike, model, variables, x: Array,
                         target: Optional[Array] = None, *, random_variables=None,
                         stages: Optional[Sequence] = None, key: Optional[Array] = None,
-                        **options) -> Randomization:
-  """Cascading model randomisation of a saliency method, all stages in one computation.
+                        independent: bool = False, **options) -> Randomization:
+  """Model randomisation of a saliency method, all stages in one computation.
+
+  Cascading (the default) re-initialises the stages from the head down, one
+  more at each step; ``independent=True`` re-initialises one stage at a
+  time, the others trained (Adebayo et al.'s independent randomisation).
 
   Args:
     method: a name in ``saliency.METHODS`` (or a :class:`Method`), or a
@@ -277,6 +288,7 @@ def model_randomization(method: MethodLike, model, variables, x: Array,
       name is a stage of itself); from :func:`parameter_stages` when None.
     key: randomness for the initialisation and the method (the same key at
       every step, so a noise method draws the same noise).
+    independent: one stage at a time instead of the cascade.
     **options: the method's options; arrays are passed as traced values,
       everything else compiles in.
 
@@ -300,8 +312,9 @@ def model_randomization(method: MethodLike, model, variables, x: Array,
   target = predict(model, variables, x) if target is None else jnp.asarray(target)
   spearman_, ssim_ = _cascade(entry, model, variables, random_variables,
                               stage_from_head(variables, stages), x, target, method_key,
-                              traced, static, len(stages))
-  return Randomization(tuple(name for name, _ in reversed(stages)), spearman_.T, ssim_.T)
+                              traced, static, len(stages), bool(independent))
+  return Randomization(tuple(name for name, _ in reversed(stages)), spearman_.T, ssim_.T,
+                       bool(independent))
 
 
 def _fresh_variables(model, key, x):
@@ -324,17 +337,19 @@ def _maps(result: Array) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=('method', 'model', 'static_options',
-                                             'num_stages'))
+                                             'num_stages', 'independent'))
 def _cascade(method, model, variables, random_variables, stage_of_leaf, x, target, key,
-             traced_options, static_options, num_stages):
-  """(S, B) Spearman and SSIM after each cascade step, one step per ``lax.map`` iteration."""
+             traced_options, static_options, num_stages, independent=False):
+  """(S, B) Spearman and SSIM after each step (cascading, or one stage alone when
+  ``independent``), one step per ``lax.map`` iteration."""
   options = {**traced_options, **dict(static_options)}
   explain = lambda v: _maps(method(model, v, x, target, key=key, **options))
   original = explain(variables)
   normalized = min_max_normalize(original)  # the trained map's, shared by every step
 
   def after(step):
-    mixed = jax.tree.map(lambda trained, fresh, stage: jnp.where(stage <= step, fresh, trained),
+    chosen = (lambda stage: stage == step) if independent else (lambda stage: stage <= step)
+    mixed = jax.tree.map(lambda trained, fresh, stage: jnp.where(chosen(stage), fresh, trained),
                          variables, random_variables, stage_of_leaf)
     randomized = explain(mixed)
     return spearman(original, randomized), ssim(normalized, min_max_normalize(randomized))

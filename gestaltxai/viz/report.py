@@ -57,6 +57,7 @@ class ReportInputs:
   chain: Sequence[str] = ()  # what the inputs were made from (gestaltxai.provenance)
   rq1: Rq1Config = Rq1Config()
   ground_truth: Optional[pathlib.Path] = None  # the demo's summary.json
+  evaluation: Optional[pathlib.Path] = None  # an evaluate-methods table (summary beside it)
 
 
 # Blocks: plain dicts the template lays out by their 'kind'.
@@ -539,6 +540,9 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
   ]
   if report_inputs.ground_truth is not None:
     builders.insert(1, lambda: _ground_truth_section(report_inputs.ground_truth, warnings))
+  if report_inputs.evaluation is not None:
+    from gestaltxai.viz.trust import trust_section  # pylint: disable=import-outside-toplevel
+    builders.insert(-2, lambda: trust_section(report_inputs.evaluation, warnings))
   sections = [build() for build in builders]
   if map_set is None and maps_path is not None:
     method_section = next(s for s in sections if s.id == 'methods')
