@@ -1,0 +1,365 @@
+"""Planted traits on real photos: the known answer of the synthetic faces, on photographs.
+
+Each photo is aligned (dlib's 68 landmarks, ArcFace five-point similarity,
+224 px; :func:`gestaltxai.data.examples.aligned_example`) and rendered once
+unaffected and once per trait by a smooth landmark-driven warp: a
+thin-plate spline (``scipy.interpolate.RBFInterpolator``) through the
+trait's moved landmarks, every other landmark and a ring of points on the
+image border pinned, so the rest of the face and the background stay put.
+
+Displacements are fractions of the face's own inter-ocular distance (IOD,
+eye centres) at strength 1; each image's strength is drawn from
+:data:`STRENGTH_RANGE` (:func:`trait_strength`) and recorded:
+
+=================  ======  =====================================================
+trait              region  warp at strength 1
+=================  ======  =====================================================
+unaffected         --      none
+wide_eyes          eye     each eye and brow 0.06 IOD further out
+long_philtrum      mouth   the mouth 0.09 IOD lower (away from the nose)
+wide_mouth         mouth   the mouth 15% wider about its centre
+short_nose         nose    nose tip and base 0.09 IOD higher (bridge graded)
+=================  ======  =====================================================
+
+Every warped face is checked after the fact (:func:`check_planted`): dlib's
+68 landmarks are detected again on the unaffected and the warped render,
+and the trait's measure (:data:`MEASURES`, over the face width, jaw point 0
+to 16) must change by at least :data:`MIN_RECOVERED` of what the warp
+planted, while the landmarks the warp pinned move on average less than
+:data:`MAX_OFF_TARGET` of the face width. Faces that fail either check, or
+where no face is found, raise :class:`PlantedCheckError` and the builder
+drops and counts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+import zlib
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import interpolate, ndimage
+
+from gestaltxai.data.detect import detect_landmarks, landmarks_in_box
+from gestaltxai.data.synthetic import TRAIT_HPO, TRAIT_REGIONS  # noqa: F401  (re-exported)
+
+SIZE = 224
+TRAITS = ('unaffected', 'wide_eyes', 'long_philtrum', 'wide_mouth', 'short_nose')
+#: Range of an image's trait strength (1 is the warp in the table above). At 1 to 2 the
+#: re-detected landmarks show every trait on most FairFace faces (README: planted faces).
+STRENGTH_RANGE = (1.0, 2.0)
+#: The re-detected measure must change by at least this fraction of the planted change, in
+#: its direction. dlib's predictor (a cascade that regresses towards its mean shape) shows a
+#: median 0.3 (wide eyes) to 0.65 (long philtrum) of the planted change on FairFace faces at
+#: strengths 1-2, less at larger warps; 0.2 keeps about three quarters of the traits.
+MIN_RECOVERED = 0.2
+#: Mean displacement of re-detected pinned landmarks, over the face width, at most (their
+#: median is about 0.01: the predictor's jitter on the same crop).
+MAX_OFF_TARGET = 0.03
+#: Points pinned on each side of the image border (the background stays put).
+BORDER_POINTS_PER_SIDE = 8
+_STRENGTH_STREAM = 2  # apart from the synthetic faces' streams
+
+_RIGHT_EYE, _LEFT_EYE = np.r_[17:22, 36:42], np.r_[22:27, 42:48]   # image-left, -right (brows too)
+_MOUTH = np.r_[48:68]
+_NOSE_LOWER = np.r_[30:36]
+_NOSE_BRIDGE = np.array([28, 29])   # graded: a third and two thirds of the nose's shift
+
+
+def interocular(points: np.ndarray) -> float:
+  return float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
+
+
+def face_width(points: np.ndarray) -> float:
+  return float(np.linalg.norm(points[16] - points[0]))
+
+
+def _wide_eyes(p, s):
+  shift = 0.06 * s * interocular(p)
+  axis = p[42:48].mean(0) - p[36:42].mean(0)
+  axis /= np.linalg.norm(axis)
+  p = p.copy()
+  p[_RIGHT_EYE] -= shift * axis
+  p[_LEFT_EYE] += shift * axis
+  return p
+
+
+def _long_philtrum(p, s):
+  p = p.copy()
+  p[_MOUTH, 1] += 0.09 * s * interocular(p)
+  return p
+
+
+def _wide_mouth(p, s):
+  p = p.copy()
+  centre = p[_MOUTH, 0].mean()
+  p[_MOUTH, 0] = centre + (p[_MOUTH, 0] - centre) * (1 + 0.15 * s)
+  return p
+
+
+def _short_nose(p, s):
+  p = p.copy()
+  shift = 0.09 * s * interocular(p)
+  p[_NOSE_LOWER, 1] -= shift
+  p[_NOSE_BRIDGE, 1] -= shift * np.array([1 / 3, 2 / 3])
+  return p
+
+
+#: Trait -> (moved landmarks (68, 2) from (68, 2) and strength).
+WARPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    'unaffected': lambda p, s: p.copy(), 'wide_eyes': _wide_eyes,
+    'long_philtrum': _long_philtrum, 'wide_mouth': _wide_mouth, 'short_nose': _short_nose}
+
+#: Trait -> the landmarks its warp moves (the rest are pinned).
+MOVED = {'unaffected': np.array([], int), 'wide_eyes': np.r_[_RIGHT_EYE, _LEFT_EYE],
+         'long_philtrum': _MOUTH, 'wide_mouth': _MOUTH,
+         'short_nose': np.r_[_NOSE_BRIDGE, _NOSE_LOWER]}
+
+
+def _eye_distance(p):
+  return np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0))
+
+
+#: Trait -> its landmark measure in pixels (divided by the face width when compared).
+MEASURES: dict[str, Callable[[np.ndarray], float]] = {
+    'wide_eyes': _eye_distance,
+    'long_philtrum': lambda p: p[51, 1] - p[33, 1],   # nose base to upper lip
+    'wide_mouth': lambda p: p[54, 0] - p[48, 0],
+    'short_nose': lambda p: p[33, 1] - p[27, 1],      # nasion to nose base
+}
+
+
+def measure(points68: np.ndarray, trait: str) -> float:
+  """The trait's measure over the face width (jaw point 0 to 16)."""
+  return float(MEASURES[trait](points68) / face_width(points68))
+
+
+def trait_strength(seed: int, identity: str, trait: str) -> float:
+  """How strongly ``identity``'s image of ``trait`` shows it (0 for unaffected).
+
+  Uniform in :data:`STRENGTH_RANGE`, a pure function of (seed, identity, trait).
+  """
+  if TRAIT_REGIONS[trait] is None:
+    return 0.0
+  rng = np.random.default_rng([seed, TRAITS.index(trait), zlib.crc32(identity.encode()),
+                               _STRENGTH_STREAM])
+  return float(rng.uniform(*STRENGTH_RANGE))
+
+
+def border_points(size: int, per_side: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
+  """(4 * per_side, 2) points (x, y) evenly around the image border."""
+  ticks = np.linspace(0, size - 1, per_side, endpoint=False)
+  last = size - 1
+  return np.concatenate([np.stack([ticks, np.zeros_like(ticks)], 1),
+                         np.stack([np.full_like(ticks, last), ticks], 1),
+                         np.stack([last - ticks, np.full_like(ticks, last)], 1),
+                         np.stack([np.zeros_like(ticks), last - ticks], 1)])
+
+
+def backward_map(source: np.ndarray, target: np.ndarray, size: int) -> np.ndarray:
+  """(2, size, size) float64: for each output pixel (row, col), where to sample the input.
+
+  A thin-plate spline through the control points, target -> source (the
+  warp is sampled backwards), with the image border pinned.
+
+  Args:
+    source: (N, 2) control points (x, y) in the input image.
+    target: (N, 2) where they go in the output.
+  """
+  anchors = border_points(size)
+  moved_to = np.concatenate([np.asarray(target, np.float64), anchors])
+  moved_from = np.concatenate([np.asarray(source, np.float64), anchors])
+  spline = interpolate.RBFInterpolator(moved_to, moved_from - moved_to,
+                                       kernel='thin_plate_spline')
+  rows, cols = np.mgrid[:size, :size].astype(np.float64)
+  grid = np.stack([cols.ravel(), rows.ravel()], 1)
+  sampled = grid + spline(grid)
+  return np.stack([sampled[:, 1], sampled[:, 0]]).reshape(2, size, size)
+
+
+def warp(image: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+  """(H, W, C) uint8 image sampled bilinearly at ``coordinates`` (2, H, W) (row, col)."""
+  planes = [ndimage.map_coordinates(image[..., c].astype(np.float64), coordinates, order=1,
+                                    mode='nearest') for c in range(image.shape[-1])]
+  return np.clip(np.rint(np.stack(planes, -1)), 0, 255).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlantedFace:
+  """One identity with one trait planted.
+
+  Attributes:
+    image: (224, 224, 3) uint8 RGB, the warped aligned face.
+    points68: (68, 2) float64 (x, y): where the warp put the landmarks.
+    planted_change: the measure's change the warp planted (over face width).
+    measured_change: the change dlib's re-detected landmarks show.
+    off_target: mean displacement of re-detected pinned landmarks over the face width.
+    displacement: (68, 2) float64: how far the warp moved each landmark.
+  """
+
+  image: np.ndarray
+  points68: np.ndarray
+  planted_change: float
+  measured_change: float
+  off_target: float
+  displacement: np.ndarray
+
+
+class PlantedCheckError(ValueError):
+  """The re-detected landmarks do not show the planted change (or show it elsewhere)."""
+
+
+def plant(image: np.ndarray, points68: np.ndarray, trait: str, strength: float) -> tuple:
+  """(warped image, moved landmarks (68, 2)) of an aligned face."""
+  if trait not in WARPS:
+    raise ValueError(f'unknown trait {trait!r}; choose from {TRAITS}')
+  moved = WARPS[trait](np.asarray(points68, np.float64), strength)
+  if trait == 'unaffected':
+    return image.copy(), moved
+  return warp(image, backward_map(points68, moved, image.shape[0])), moved
+
+
+def check_planted(warped: np.ndarray, points68: np.ndarray, moved: np.ndarray, trait: str,
+                  base_detected: np.ndarray, box: tuple, *, name: str = '<array>'
+                  ) -> tuple[float, float, float]:
+  """Re-detects landmarks and measures what the warp did: (planted, measured, off_target).
+
+  dlib's 68-point predictor runs on the warped face in the box dlib's
+  detector found on the unaffected one, so both are read from the same crop.
+
+  Args:
+    warped: (224, 224, 3) uint8, the face with ``trait`` planted.
+    points68: (68, 2) landmarks the warp started from; ``moved`` where it put them.
+    base_detected: (68, 2) the predictor's landmarks on the unaffected face, in ``box``.
+    box: (left, top, right, bottom) of the unaffected face's detection.
+
+  Raises:
+    PlantedCheckError: the measured change is under :data:`MIN_RECOVERED` of
+      the planted one (or of the other sign), or pinned landmarks moved more
+      than :data:`MAX_OFF_TARGET` of the face width.
+  """
+  planted = measure(moved, trait) - measure(points68, trait)
+  found = landmarks_in_box(warped, box)
+  measured = measure(found, trait) - measure(base_detected, trait)
+  pinned = np.setdiff1d(np.arange(68), MOVED[trait])
+  off_target = float(np.linalg.norm(found[pinned] - base_detected[pinned], axis=1).mean()
+                     / face_width(base_detected))
+  if measured / planted < MIN_RECOVERED:
+    raise PlantedCheckError(f'{name}: {trait} measured {measured:+.4f} of the face width, under '
+                            f'{MIN_RECOVERED} of the planted {planted:+.4f}')
+  if off_target > MAX_OFF_TARGET:
+    raise PlantedCheckError(f'{name}: {trait} moved pinned landmarks by {off_target:.4f} of the '
+                            f'face width (limit {MAX_OFF_TARGET})')
+  return planted, measured, off_target
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignedBase:
+  """A photo aligned, and dlib's view of the aligned face.
+
+  Attributes:
+    image: (224, 224, 3) uint8 RGB.
+    points68: (68, 2) float64 landmarks (from the photo, aligned): what the warps move.
+    detected: (68, 2) float64 landmarks detected again on ``image``, in ``box``.
+    box: (left, top, right, bottom) of the face dlib's detector finds in ``image``.
+    detector: who found the face in the photo ('hog' or 'cnn').
+  """
+
+  image: np.ndarray
+  points68: np.ndarray
+  detected: np.ndarray
+  box: tuple
+  detector: str
+
+
+@functools.lru_cache(maxsize=4)
+def aligned_base(path: str, name: str, detector: str = 'auto') -> AlignedBase:
+  """A photo aligned, with its landmarks found again on the aligned face.
+
+  Cached: a worker prepares the traits of one identity one after another.
+
+  Raises:
+    NoFaceError: no face in the photo or in its aligned crop.
+  """
+  from gestaltxai.data.examples import aligned_example  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.images import read_rgb  # pylint: disable=import-outside-toplevel
+  example = aligned_example(read_rgb(path), name, detector=detector)
+  again = detect_landmarks(example['image'], name=f'{name} (aligned)', detector=detector)
+  return AlignedBase(example['image'], example['points68'], again.points68, again.box,
+                     example['detector'])
+
+
+def planted_face(path: str, name: str, trait: str, strength: float,
+                 detector: str = 'auto') -> PlantedFace:
+  """A photo, aligned, with ``trait`` planted at ``strength`` and checked."""
+  base = aligned_base(path, name, detector)
+  warped, moved = plant(base.image, base.points68, trait, strength)
+  if trait == 'unaffected':
+    changes = (0.0, 0.0, 0.0)
+  else:
+    changes = check_planted(warped, base.points68, moved, trait, base.detected, base.box,
+                            name=name)
+  return PlantedFace(warped, moved, *changes, displacement=moved - base.points68)
+
+
+# The dataset: every photo rendered unaffected and with each trait, folds by identity.
+
+#: Photo files the builder reads from a folder (searched recursively).
+PHOTO_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+def default_photos() -> pathlib.Path:
+  """The FairFace sample shipped with the package (400 photos, CC BY 4.0; its SOURCE.md)."""
+  return pathlib.Path(__file__).parent / 'fairface400'
+
+
+def find_photos(folder: str | os.PathLike) -> list[tuple[str, pathlib.Path]]:
+  """(identity, path) of every photo under ``folder``, sorted; the identity is the path
+  below the folder without its suffix, '/' written '-' (one photo, one person)."""
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise FileNotFoundError(f'no photo folder at {folder} (--photos: a folder of face photos)')
+  photos = sorted(p for p in folder.rglob('*') if p.suffix.lower() in PHOTO_SUFFIXES)
+  if not photos:
+    raise FileNotFoundError(f'no photo ({", ".join(PHOTO_SUFFIXES)}) under {folder}')
+  return [(str(p.relative_to(folder).with_suffix('')).replace(os.sep, '-'), p) for p in photos]
+
+
+def identity_folds(identities: Sequence[str], num_folds: int, seed: int) -> np.ndarray:
+  """(N, K) int8 per image: fold k tests part k, validates on part k + 1, trains on the rest.
+
+  Parts are dealt over the distinct identities (shuffled with ``seed``), so every image of
+  one person is in the same part: no person is in two splits of a fold.
+  """
+  from gestaltxai.data.builders import SPLITS  # pylint: disable=import-outside-toplevel
+  people = sorted(set(identities))
+  order = np.random.default_rng(seed).permutation(len(people))
+  part_of = {people[i]: rank % num_folds for rank, i in enumerate(order)}
+  part = np.array([part_of[i] for i in identities])
+  folds = np.zeros((len(identities), num_folds), np.int8)
+  for k in range(num_folds):
+    folds[part == k, k] = SPLITS.index('test')
+    folds[part == (k + 1) % num_folds, k] = SPLITS.index('val')
+  return folds
+
+
+def planted_example(path: str, name: str, trait: str, strength: float,
+                    detector: str = 'auto') -> dict:
+  """A finished example of one identity with one trait (run in the build's workers)."""
+  from gestaltxai.data.examples import finished  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.detect import five_from_68  # pylint: disable=import-outside-toplevel
+  from gestaltxai.regions.landmarks import landmark_parsing  # pylint: disable=import-outside-toplevel
+  face = planted_face(path, name, trait, strength, detector)
+  example = finished({'image': face.image, 'parsing': landmark_parsing(face.points68, SIZE),
+                      'five': five_from_68(face.points68), 'points68': face.points68,
+                      'detector': aligned_base(path, name, detector).detector})
+  example.update({key: np.float32(getattr(face, key)) for key in PLANTED_FEATURES
+                  if key != 'strength'}, strength=np.float32(strength))
+  return example
+
+
+#: Per-example numbers the planted builder adds to the shared features, all float32 scalars.
+PLANTED_FEATURES = ('strength', 'planted_change', 'measured_change', 'off_target')

@@ -1,0 +1,140 @@
+"""The TFDS builder of planted traits on real photos (:mod:`gestaltxai.data.planted`).
+
+Every photo is one identity, rendered unaffected and with each trait; an
+image whose re-detected landmarks do not show its trait is dropped and
+counted (``metadata['planted_checks']``), and a photo without a face drops
+its identity. Beside the shared features each example holds ``identity``
+(str), ``trait`` (str), ``strength``, ``planted_change``, ``measured_change``
+and ``off_target`` (float32; :class:`gestaltxai.data.planted.PlantedFace`).
+Folds are dealt over identities; ``hpo/<trait>.csv`` grade each trait's
+images by strength, as the synthetic faces' do.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import functools
+import os
+import pathlib
+from typing import Optional
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from gestaltxai.data import planted, staging, synthetic
+from gestaltxai.data.builders import (DEFAULT_FOLDS, DEFAULT_SEED, FaceDatasetBuilder,
+                                      _check_class_sizes, check_num_folds, hpo_dir)
+from gestaltxai.data.detect import DETECTORS
+
+
+class PlantedFaces(FaceDatasetBuilder):
+  """Real face photos, each rendered unaffected and with each planted trait."""
+
+  def __init__(self, *, photos: Optional[str | os.PathLike] = None,
+               seed: int = DEFAULT_SEED, num_folds: int = DEFAULT_FOLDS,
+               limit: Optional[int] = None, detector: str = 'auto', **kwargs):
+    """
+    Args:
+      photos: a folder of face photos (searched recursively); None: the
+        FairFace sample shipped with the package.
+      seed: of the strengths and the folds.
+      limit: use the first ``limit`` photos (sorted by identity) only.
+      detector: dlib's detector for the photos (:func:`detect_landmarks`).
+    """
+    if detector not in DETECTORS:
+      raise ValueError(f'detector must be one of {DETECTORS}, got {detector!r}')
+    if limit is not None and limit < 1:
+      raise ValueError(f'limit must be at least 1 photo, got {limit}')
+    check_num_folds(num_folds)
+    self._photos = pathlib.Path(photos) if photos is not None else planted.default_photos()
+    self._found = planted.find_photos(self._photos)[:limit]
+    if len(self._found) < num_folds:
+      raise ValueError(f'{self._photos}: {len(self._found)} photos for {num_folds} folds; '
+                       'each fold needs a person to test on (use more photos or fewer folds)')
+    self._seed, self._detector = seed, detector
+    super().__init__(num_folds=num_folds, classes=planted.TRAITS,
+                     arguments={'seed': seed, 'limit': limit, 'detector': detector,
+                                'strength_range': planted.STRENGTH_RANGE,
+                                'min_recovered': planted.MIN_RECOVERED,
+                                'max_off_target': planted.MAX_OFF_TARGET},
+                     sources={'photos': self._photos}, **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    info = super()._info()
+    features = dict(info.features)
+    features.update(identity=tfds.features.Tensor(shape=(), dtype=np.str_),
+                    trait=tfds.features.Tensor(shape=(), dtype=np.str_),
+                    **{key: tfds.features.Tensor(shape=(), dtype=np.float32)
+                       for key in planted.PLANTED_FEATURES})
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=tfds.features.FeaturesDict(features),
+                                 metadata=info.metadata)
+
+  def _items(self):
+    items = []
+    for identity, path in self._found:
+      content = staging.file_digest(path)
+      for label, trait in enumerate(planted.TRAITS):
+        strength = planted.trait_strength(self._seed, identity, trait)
+        name = f'{identity}_{trait}'
+        recipe = functools.partial(planted.planted_example, str(path), identity, trait,
+                                   strength, self._detector)
+        items.append(staging.Item(name, label, recipe, staging.digest(
+            'planted', content, trait, strength, self._detector, self._arguments_digest())))
+    return items
+
+  def _arguments_digest(self) -> str:
+    return staging.digest(planted.MIN_RECOVERED, planted.MAX_OFF_TARGET,
+                          planted.BORDER_POINTS_PER_SIDE)
+
+  def _identity_of(self, item) -> str:
+    return item.recipe.args[1]
+
+  def _assign_folds(self, usable):
+    _check_class_sizes(collections.Counter(self._classes[item.label] for item in usable),
+                       self._num_folds, f'{len(usable)} usable planted images')
+    return planted.identity_folds([self._identity_of(i) for i in usable], self._num_folds,
+                                  self._seed)
+
+  def _generate_examples(self, usable, folds, outcomes):
+    for (key, example), item in zip(super()._generate_examples(usable, folds, outcomes), usable):
+      example.update(identity=self._identity_of(item), trait=self._classes[item.label])
+      yield key, example
+
+  def _checks(self) -> dict:
+    """{trait: {'kept', 'no_face', 'check_failed'}}: what the after-the-fact check did."""
+    counts = {trait: collections.Counter() for trait in self._classes}
+    kept = {item.name for item in self._prepared[0]}
+    reasons = {s.name: s.reason for s in self.skipped}
+    for item in self.items:
+      trait = self._classes[item.label]
+      if item.name in kept:
+        counts[trait]['kept'] += 1
+      elif 'PlantedCheckError' in reasons.get(item.name, ''):
+        counts[trait]['check_failed'] += 1
+      else:
+        counts[trait]['no_face'] += 1
+    return {trait: {k: c[k] for k in ('kept', 'no_face', 'check_failed')}
+            for trait, c in counts.items()}
+
+  def _extra_metadata(self):
+    return {'seed': self._seed, 'photos': len(self._found),
+            'strength_range': list(planted.STRENGTH_RANGE),
+            'trait_regions': {c: planted.TRAIT_REGIONS[c] for c in self._classes},
+            'trait_hpo': {c: planted.TRAIT_HPO[c] for c in self._classes},
+            'planted_checks': self._checks()}
+
+  def write_extras(self, directory: pathlib.Path) -> None:
+    """``hpo/<trait>.csv``: each trait's images graded by strength (as the synthetic faces)."""
+    usable = self._prepared[0]
+    names = [item.name for item in usable]
+    traits = [self._classes[item.label] for item in usable]
+    strengths = [item.recipe.args[3] for item in usable]
+    folder = hpo_dir(directory)
+    folder.mkdir(exist_ok=True)
+    for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
+      with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
