@@ -86,7 +86,7 @@ class PlantedFaces(FaceDatasetBuilder):
 
   def _arguments_digest(self) -> str:
     return staging.digest(planted.MIN_RECOVERED, planted.MAX_OFF_TARGET,
-                          planted.BORDER_POINTS_PER_SIDE)
+                          planted.BORDER_POINTS_PER_SIDE, planted.LATTICE_STEP)
 
   def _identity_of(self, item) -> str:
     return item.recipe.args[1]
