@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gestaltxai.models.dlib_format import FACE_NET_BLOCKS, FACE_NET_STEM, read_face_net
+from gestaltxai.models.dlib_format import FACE_NET_STEM, read_face_net
 from gestaltxai.models.resnet import Dense, probe_bias_output
 from gestaltxai.models.rules import GRADIENT, Rules
 
@@ -54,12 +54,11 @@ DLIB_STAGE_SIZES = (3, 4, 3, 3, 1)
 DLIB_STAGE_FEATURES = (32, 64, 128, 256, 256)
 
 
-def _stage_of_blocks():
-  """(stage, block) of each of the 14 blocks, checked against the reader's layout."""
-  pairs = [(i, j) for i, size in enumerate(DLIB_STAGE_SIZES) for j in range(size)]
-  layout = tuple((DLIB_STAGE_FEATURES[i], i > 0 and j == 0) for i, j in pairs)
-  assert layout == FACE_NET_BLOCKS, 'stage table and dlib layout disagree'
-  return pairs
+def _stage_of_blocks(stage_sizes=DLIB_STAGE_SIZES):
+  """(stage, block) of each block, input side first; a stage's block 0 down-samples
+  (but the first stage's)."""
+  return [(i, j) for i, size in enumerate(stage_sizes) for j in range(size)]
+
 
 
 def zero_pad_to(x: Array, shape: tuple) -> Array:
@@ -151,12 +150,17 @@ class DlibFaceResNet(nn.Module):
     num_classes: ``None``: the output is dlib's raw (not normalised) 128-d
       descriptor; an int: a dense head (with bias) on the descriptor.
     input_mean: the RGB means :meth:`preprocess` subtracts (the file's own).
+    stage_sizes, stage_features, stem_features: the layout; dlib's by default
+      (the file holds only that one; smaller ones serve cheap tests).
     dtype: compute dtype (parameters stay float32; outputs are at least float32).
     rules: backward rules of every layer (the true gradient by default).
   """
 
   num_classes: Optional[int] = None
   input_mean: tuple = DLIB_INPUT_MEAN
+  stage_sizes: tuple = DLIB_STAGE_SIZES
+  stage_features: tuple = DLIB_STAGE_FEATURES
+  stem_features: int = FACE_NET_STEM
   dtype: Any = jnp.float32
   rules: Rules = GRADIENT
 
@@ -166,10 +170,13 @@ class DlibFaceResNet(nn.Module):
 
   def setup(self):
     kw = dict(rules=self.rules, dtype=self.dtype)
-    self.stem = ConvAffine(FACE_NET_STEM, 7, 2, is_first=True, **kw)
-    for i, j in _stage_of_blocks():
+    self.stem = ConvAffine(self.stem_features, 7, 2, is_first=True, **kw)
+    if len(self.stage_sizes) != len(self.stage_features):
+      raise ValueError(f'stage_sizes {self.stage_sizes} and stage_features '
+                       f'{self.stage_features} must have one entry per stage')
+    for i, j in _stage_of_blocks(self.stage_sizes):
       setattr(self, _block_name(i, j),
-              ResidualBlock(DLIB_STAGE_FEATURES[i], down=(i > 0 and j == 0), **kw))
+              ResidualBlock(self.stage_features[i], down=(i > 0 and j == 0), **kw))
     self.fc = DescriptorDense(**kw)
     if self.num_classes is not None:
       self.head = Dense(self.num_classes, **kw)
@@ -226,7 +233,7 @@ class DlibFaceResNet(nn.Module):
     return self.rules.max_pool(max_pool_3x3, x)
 
   def _stage(self, i):
-    blocks = [getattr(self, _block_name(i, j)) for j in range(DLIB_STAGE_SIZES[i])]
+    blocks = [getattr(self, _block_name(i, j)) for j in range(self.stage_sizes[i])]
 
     def run(h):
       for block in blocks:
@@ -244,13 +251,13 @@ class DlibFaceResNet(nn.Module):
   @property
   def layers(self) -> tuple[str, ...]:
     """The stages saliency methods may split the network at (level 2 of the contract)."""
-    return tuple(f'layer{i + 1}' for i in range(len(DLIB_STAGE_SIZES)))
+    return tuple(f'layer{i + 1}' for i in range(len(self.stage_sizes)))
 
   @property
   def default_layer(self) -> str:
-    """'layer4' (256 channels, 4 x 4 at 150 px): the last stage, layer5, is 2 x 2, too
-    coarse for a map of a face."""
-    return 'layer4'
+    """The stage before the last ('layer4': 256 channels, 4 x 4 at 150 px): the last
+    stage, layer5, is 2 x 2, too coarse for a map of a face."""
+    return self.layers[-2]
 
   @property
   def stage_names(self) -> tuple[str, ...]:
@@ -260,7 +267,7 @@ class DlibFaceResNet(nn.Module):
   @property
   def parameter_stages(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """Top-level variable names per stage, input side first (the randomisation check)."""
-    blocks = tuple((layer, tuple(_block_name(i, j) for j in range(DLIB_STAGE_SIZES[i])))
+    blocks = tuple((layer, tuple(_block_name(i, j) for j in range(self.stage_sizes[i])))
                    for i, layer in enumerate(self.layers))
     head = (('logits', ('head',)),) if self.num_classes is not None else ()
     return (('stem', ('stem',)), *blocks, ('descriptor', ('fc',)), *head)
