@@ -98,8 +98,9 @@ def test_forward_matches_float64_numpy_transcription(face_net, dlib_chips):
   params = jax.tree.map(np.asarray, variables['params'])
   expected = numpy_dlib_face_net.forward(params, x)
   # float32 through 29 convolutions against float64: relative error ~1e-6 per layer.
-  np.testing.assert_allclose(np.asarray(module.apply(variables, x)), expected, atol=1e-5)
-  layer4 = np.asarray(module.apply(variables, x, stop='layer4'))
+  both = jax.jit(lambda v, x: (module.apply(v, x), module.apply(v, x, stop='layer4')))
+  descriptor, layer4 = (np.asarray(a) for a in both(variables, x))
+  np.testing.assert_allclose(descriptor, expected, atol=1e-5)
   assert layer4.shape == (2, 4, 4, 256)  # 3 x 3 branch zero-padded to the 4 x 4 shortcut
   np.testing.assert_allclose(layer4, numpy_dlib_face_net.forward(params, x, stop='layer4'),
                              atol=1e-4, rtol=1e-4)
@@ -108,11 +109,13 @@ def test_forward_matches_float64_numpy_transcription(face_net, dlib_chips):
 def test_new_head_gives_logits_and_keeps_the_descriptor(face_net):
   module, variables = face_net
   head_module, head_variables = load_dlib_face_net(num_classes=5, rng=jax.random.PRNGKey(3))
-  x = module.preprocess(np.full((1, 150, 150, 3), 128, np.uint8))
-  both = jax.jit(lambda v, x: (head_module.apply(v, x), head_module.apply(v, x, stop='descriptor')))
-  logits, descriptor = both(head_variables, x)
-  assert logits.shape == (1, 5)
-  np.testing.assert_allclose(descriptor, jax.jit(module.apply)(variables, x), atol=1e-6)
+  assert head_module.stage_names[-2:] == ('descriptor', 'logits')
+  body = {k: v for k, v in head_variables['params'].items() if k != 'head'}
+  jax.tree.map(np.testing.assert_array_equal, body, variables['params'])
+  descriptor = np.random.default_rng(0).normal(size=(3, 128))
+  logits = head_module.apply(head_variables, descriptor, start='descriptor')
+  head = jax.tree.map(lambda a: np.asarray(a, np.float64), head_variables['params']['head'])
+  np.testing.assert_allclose(logits, descriptor @ head['kernel'] + head['bias'], atol=1e-5)
 
 
 def test_preprocess_is_dlibs_input_layer_and_refuses_floats(face_net):
