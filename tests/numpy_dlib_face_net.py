@@ -56,8 +56,8 @@ def forward(params, x_nhwc, stage_sizes=(3, 4, 3, 3, 1), stop='output'):
       x = relu(add_prev(y, shortcut))
     if stop == f'layer{i + 1}':
       return x.transpose(0, 2, 3, 1)
-  descriptor = x.mean(axis=(2, 3)) @ np.asarray(params['fc']['kernel'], np.float64)
-  if 'head' not in params:
+  descriptor = x.mean(axis=(2, 3)) @ np.asarray(params['descriptor']['kernel'], np.float64)
+  if 'fc' not in params:
     return descriptor
-  head = params['head']
+  head = params['fc']
   return descriptor @ np.asarray(head['kernel'], np.float64) + np.asarray(head['bias'], np.float64)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gestaltxai.models import DlibFormatError, dlib_face_net_path, load_dlib_face_net, read_face_net
-from gestaltxai.models.dlib_face_net import (DLIB_STAGE_FEATURES, _stage_of_blocks, count_params)
+from gestaltxai.models.dlib_face_net import (DLIB_STAGE_FEATURES, _stage_of_blocks,
+                                             bgr_input_params, count_params)
 from gestaltxai.models.dlib_format import FACE_NET_BLOCKS
 from tests import numpy_dlib_face_net
 
@@ -110,11 +111,11 @@ def test_new_head_gives_logits_and_keeps_the_descriptor(face_net):
   module, variables = face_net
   head_module, head_variables = load_dlib_face_net(num_classes=5, rng=jax.random.PRNGKey(3))
   assert head_module.stage_names[-2:] == ('descriptor', 'logits')
-  body = {k: v for k, v in head_variables['params'].items() if k != 'head'}
+  body = {k: v for k, v in head_variables['params'].items() if k != 'fc'}
   jax.tree.map(np.testing.assert_array_equal, body, variables['params'])
   descriptor = np.random.default_rng(0).normal(size=(3, 128))
   logits = head_module.apply(head_variables, descriptor, start='descriptor')
-  head = jax.tree.map(lambda a: np.asarray(a, np.float64), head_variables['params']['head'])
+  head = jax.tree.map(lambda a: np.asarray(a, np.float64), head_variables['params']['fc'])
   np.testing.assert_allclose(logits, descriptor @ head['kernel'] + head['bias'], atol=1e-5)
 
 
@@ -126,3 +127,14 @@ def test_preprocess_is_dlibs_input_layer_and_refuses_floats(face_net):
   np.testing.assert_allclose(got, (np.array([255, 0, 0]) - module.input_mean) / 256, rtol=1e-6)
   with pytest.raises(ValueError, match='uint8'):
     module.preprocess(chips.astype(np.float32))
+
+
+def test_bgr_input_params_take_the_packages_convention_exactly(face_net, dlib_chips):
+  """The stem converted for BGR minus a mean gives dlib's descriptor from that input."""
+  module, variables = face_net
+  chips, expected = dlib_chips
+  mean_bgr = np.array([91.4953, 103.8827, 131.0912], np.float32)
+  bgr = chips[..., ::-1].astype(np.float32) - mean_bgr
+  converted = {'params': bgr_input_params(variables['params'], mean_bgr)}
+  got = np.asarray(jax.jit(module.apply)(converted, bgr))
+  np.testing.assert_allclose(got, expected, atol=PARITY_ATOL, rtol=0)

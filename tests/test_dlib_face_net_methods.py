@@ -114,7 +114,7 @@ def test_fullgrad_terms_complete_the_logit(shallow):
   input_term, bias_terms = fullgrad_terms(model, variables, x, TARGET)
   total = np.asarray(input_term).sum(axis=(1, 2, 3)) + sum(
       np.asarray(t).sum(axis=tuple(range(1, t.ndim))) for t in bias_terms.values())
-  head_bias = np.asarray(variables['params']['head']['bias'])[np.asarray(TARGET)]
+  head_bias = np.asarray(variables['params']['fc']['bias'])[np.asarray(TARGET)]
   logits = np.asarray(jax.jit(model.apply)(variables, x))[np.arange(2), np.asarray(TARGET)]
   assert len(bias_terms) == 11  # the stem and two convolutions per block
   np.testing.assert_allclose(total + head_bias, logits, rtol=1e-3, atol=1e-4)

@@ -177,9 +177,9 @@ class DlibFaceResNet(nn.Module):
     for i, j in _stage_of_blocks(self.stage_sizes):
       setattr(self, _block_name(i, j),
               ResidualBlock(self.stage_features[i], down=(i > 0 and j == 0), **kw))
-    self.fc = DescriptorDense(**kw)
-    if self.num_classes is not None:
-      self.head = Dense(self.num_classes, **kw)
+    self.descriptor = DescriptorDense(**kw)
+    if self.num_classes is not None:  # named as the ResNet's head: training's head rate finds it
+      self.fc = Dense(self.num_classes, **kw)
 
   def preprocess(self, chips) -> Array:
     """(B, H, W, 3) uint8 RGB chips (dlib's 150 x 150) -> (B, H, W, 3) float32 model input,
@@ -221,8 +221,8 @@ class DlibFaceResNet(nn.Module):
         'stem': self._stem,
         **{layer: self._stage(i) for i, layer in enumerate(self.layers)},
         'pool': self._pool,
-        'descriptor': lambda h: self.fc(h).astype(out_dtype),
-        'logits': lambda h: self.head(h).astype(out_dtype),
+        'descriptor': lambda h: self.descriptor(h).astype(out_dtype),
+        'logits': lambda h: self.fc(h).astype(out_dtype),
     }
     for name in stages[first + 1:last + 1]:
       x = stage_fns[name](x)
@@ -269,8 +269,8 @@ class DlibFaceResNet(nn.Module):
     """Top-level variable names per stage, input side first (the randomisation check)."""
     blocks = tuple((layer, tuple(_block_name(i, j) for j in range(self.stage_sizes[i])))
                    for i, layer in enumerate(self.layers))
-    head = (('logits', ('head',)),) if self.num_classes is not None else ()
-    return (('stem', ('stem',)), *blocks, ('descriptor', ('fc',)), *head)
+    head = (('logits', ('fc',)),) if self.num_classes is not None else ()
+    return (('stem', ('stem',)), *blocks, ('descriptor', ('descriptor',)), *head)
 
 
 class DescriptorDense(nn.Module):
@@ -312,7 +312,7 @@ def dlib_face_net_params(weights) -> dict:
   for n, (i, j) in enumerate(_stage_of_blocks()):
     params[_block_name(i, j)] = {'conv1': conv_affine(*pairs[1 + 2 * n]),
                                  'conv2': conv_affine(*pairs[2 + 2 * n])}
-  params['fc'] = {'kernel': jnp.asarray(weights.fc_kernel, jnp.float32)}
+  params['descriptor'] = {'kernel': jnp.asarray(weights.fc_kernel, jnp.float32)}
   return params
 
 
@@ -325,7 +325,8 @@ def load_dlib_face_net(path: Optional[str] = None, num_classes: Optional[int] = 
       of the installed ``face_recognition_models``. Nothing is downloaded or unpickled.
     num_classes: ``None``: ``module.apply(variables, x)`` is dlib's 128-d
       descriptor. An int: a new dense head (with bias) on the descriptor,
-      initialised from ``rng`` (default ``PRNGKey(0)``). The head sits on the
+      initialised from ``rng`` (default ``PRNGKey(0)``), parameters ``fc``
+      (the descriptor's own dense layer is ``descriptor``). The head sits on the
       128-d descriptor rather than the pooled 256 features because dlib
       trained that layer with a metric loss so that distances between
       descriptors separate faces: a linear head there starts from the space
@@ -341,8 +342,25 @@ def load_dlib_face_net(path: Optional[str] = None, num_classes: Optional[int] = 
   if num_classes is not None:
     rng = jax.random.PRNGKey(0) if rng is None else rng
     descriptor = jnp.zeros((1, weights.fc_kernel.shape[1]), jnp.float32)
-    params['head'] = Dense(num_classes).init(rng, descriptor)['params']
+    params['fc'] = Dense(num_classes).init(rng, descriptor)['params']
   return module, {'params': params}
+
+
+def bgr_input_params(params: dict, mean_bgr, input_mean=DLIB_INPUT_MEAN) -> dict:
+  """``params`` whose stem takes the package's convention, BGR minus ``mean_bgr`` (what
+  the training pipeline and extraction feed), instead of dlib's (RGB - ``input_mean``) / 256.
+
+  Exact, not approximate: the stem convolution is unpadded, so every window sees all its
+  pixels and the constant offset becomes a bias: kernel[..., i, :] / 256 with the input
+  channels reversed, bias + sum(kernel * (mean_rgb - input_mean) / 256).
+  """
+  stem = params['stem']
+  kernel = jnp.asarray(stem['kernel'])
+  offset_rgb = (jnp.asarray(mean_bgr, jnp.float32)[::-1]
+                - jnp.asarray(input_mean, jnp.float32)) / DLIB_INPUT_SCALE
+  converted = dict(stem, kernel=kernel[:, :, ::-1, :] / DLIB_INPUT_SCALE,
+                   bias=stem['bias'] + jnp.einsum('hwio,i->o', kernel, offset_rgb))
+  return {**params, 'stem': converted}
 
 
 def count_params(variables) -> int:
