@@ -61,3 +61,8 @@ def test_the_dlib_configuration_lowers_the_training_loss(chip_data, tmp_path):
   losses = [epoch['train_loss'] for epoch in metrics['epochs']]
   assert losses[-1] < losses[0], losses
   assert metrics['config']['model']['kind'] == 'dlib'
+  from gestaltxai.models import DlibFaceResNet
+  from gestaltxai.train import load_checkpoint
+  model, variables, config, _ = load_checkpoint(tmp_path / 'fold-1')
+  assert isinstance(model, DlibFaceResNet) and config.frozen == ('stem',)
+  assert variables['params']['fc']['bias'].shape == (2,)
