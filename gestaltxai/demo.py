@@ -191,7 +191,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
     overwrite: replace a dataset in ``out`` made with other arguments.
     batch_size: images per extraction step.
   """
-  from experiments.configs import DEMO_SIZES, TINY  # pylint: disable=import-outside-toplevel
+  from gestaltxai.train.configs import DEMO_SIZES, TINY  # pylint: disable=import-outside-toplevel
   if size not in DEMO_SIZES:
     raise ValueError(f'size must be one of {sorted(DEMO_SIZES)}, got {size!r}')
   plan = DEMO_SIZES[size]

@@ -74,7 +74,8 @@ BUILDERS = {'nih-faces': _nih, 'folder': _folder, 'synthetic': _synthetic, 'plan
 def run(args) -> None:
   from gestaltxai.data import builders
   from gestaltxai.data.pipeline import FaceDataset
-  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir})
+  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir,
+                                         'alignment': args.alignment})
   directory = builders.build(builder, overwrite=args.overwrite, workers=args.workers)
   print(summary(FaceDataset.open(directory)))
 
@@ -110,6 +111,9 @@ def add_parser(commands) -> None:
                      help='auto: HOG, then the CNN where HOG finds no face (default)')
   for sub in (nih, folder, synthetic, planted):
     sub.add_argument('--data-dir', type=pathlib.Path, required=True)
+    sub.add_argument('--alignment', choices=('arcface', 'dlib'), default='arcface',
+                     help="arcface: 224 px ArcFace template, for the VGGFace2 ResNet-50 "
+                          "(default); dlib: dlib's 150 px face chip, for --model dlib")
     sub.add_argument('--overwrite', action='store_true',
                      help='replace a dataset in --data-dir built from other arguments or inputs')
     sub.add_argument('--workers', type=int_at_least(0), default=None,
