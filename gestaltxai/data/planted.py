@@ -362,15 +362,31 @@ def identity_folds(identities: Sequence[str], num_folds: int, seed: int) -> np.n
 
 
 def planted_example(path: str, name: str, trait: str, strength: float,
-                    detector: str = 'auto') -> dict:
-  """A finished example of one identity with one trait (run in the build's workers)."""
-  from gestaltxai.data.examples import finished  # pylint: disable=import-outside-toplevel
-  from gestaltxai.data.detect import five_from_68  # pylint: disable=import-outside-toplevel
-  from gestaltxai.regions.landmarks import landmark_parsing  # pylint: disable=import-outside-toplevel
+                    detector: str = 'auto', alignment: str = 'arcface') -> dict:
+  """A finished example of one identity with one trait (run in the build's workers).
+
+  Traits are planted and checked on the 224 px ArcFace-aligned face; with
+  ``alignment='dlib'`` dlib's 150 px chip is then cut from it by the
+  unaffected face's landmarks, the same cut for every trait of an identity
+  (a chip cut by the moved landmarks would undo part of the warp).
+  """
+  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.align import ALIGNMENT_SIZES, dlib_chip_matrix, transform_points, warp_affine
+  from gestaltxai.data.detect import five_from_68
+  from gestaltxai.data.examples import finished
+  from gestaltxai.regions.landmarks import landmark_parsing
+  if alignment not in ALIGNMENT_SIZES:
+    raise ValueError(f'alignment must be one of {sorted(ALIGNMENT_SIZES)}, got {alignment!r}')
   face = planted_face(path, name, trait, strength, detector)
-  example = finished({'image': face.image, 'parsing': landmark_parsing(face.points68, SIZE),
-                      'five': five_from_68(face.points68), 'points68': face.points68,
-                      'detector': aligned_base(path, name, detector).detector})
+  base = aligned_base(path, name, detector)
+  image, points68 = face.image, face.points68
+  if alignment != 'arcface':
+    size = ALIGNMENT_SIZES[alignment]
+    matrix = dlib_chip_matrix(base.points68, size)
+    image, points68 = warp_affine(image, matrix, size), transform_points(points68, matrix)
+  example = finished({'image': image, 'parsing': landmark_parsing(points68, image.shape[0]),
+                      'five': five_from_68(points68), 'points68': points68,
+                      'detector': base.detector})
   example.update({key: np.float32(getattr(face, key)) for key in PLANTED_FEATURES
                   if key != 'strength'}, strength=np.float32(strength))
   return example

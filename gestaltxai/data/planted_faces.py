@@ -79,9 +79,10 @@ class PlantedFaces(FaceDatasetBuilder):
         strength = planted.trait_strength(self._seed, identity, trait)
         name = f'{identity}_{trait}'
         recipe = functools.partial(planted.planted_example, str(path), identity, trait,
-                                   strength, self._detector)
+                                   strength, self._detector, self.alignment)
         items.append(staging.Item(name, label, recipe, staging.digest(
-            'planted', content, trait, strength, self._detector, self._arguments_digest())))
+            'planted', content, trait, strength, self._detector, self.alignment,
+            self._arguments_digest())))
     return items
 
   def _arguments_digest(self) -> str:
