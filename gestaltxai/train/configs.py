@@ -64,8 +64,9 @@ class DemoSize:
   """How much the demo does (``gestaltxai demo --size``).
 
   Attributes:
-    per_class: synthetic faces per class.
-    epochs: of the ``tiny`` configuration.
+    per_class: synthetic faces per class; for planted traits on photos, the
+      photos (each gives one image per class, less the ones dlib's check drops).
+    epochs: of the configuration the demo trains (``tiny``; ``dlib`` on photos).
     metric_images: test images scored by deletion and insertion.
     sanity_images: test images of the model-randomisation check.
   """
@@ -81,6 +82,12 @@ class DemoSize:
 # 0.75 in 125 s, so default (300 per class, about 60 s to build) should train in about 160 s.
 DEMO_SIZES = {'tiny': DemoSize(per_class=100, epochs=20, metric_images=16, sanity_images=4),
               'default': DemoSize(per_class=300, epochs=30, metric_images=48, sanity_images=8)}
+
+#: ``gestaltxai demo --faces real``: traits planted on the shipped FairFace photos, dlib's
+#: face ResNet fine-tuned (README, "Planted traits on real photos", for the measured times).
+PLANTED_DEMO_SIZES = {
+    'tiny': DemoSize(per_class=60, epochs=6, metric_images=16, sanity_images=4),
+    'default': DemoSize(per_class=200, epochs=8, metric_images=32, sanity_images=8)}
 
 
 def get_config(name: str) -> TrainConfig:
