@@ -521,13 +521,20 @@ class SyntheticFaces(FaceDatasetBuilder):
   def write_extras(self, directory: pathlib.Path) -> None:
     """``hpo/<class>.csv``: annotations graded by trait strength (:func:`hpo_dir`)."""
     names, strengths, traits = self._strengths()
-    folder = hpo_dir(directory)
-    folder.mkdir(exist_ok=True)
-    for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
-      with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_hpo(directory, names, traits, strengths)
+
+
+def write_hpo(directory: pathlib.Path, names: Sequence[str], traits: Sequence[str],
+              strengths: Sequence[float]) -> None:
+  """``hpo/<trait>.csv`` in ``directory``: each trait's images graded by strength
+  (:func:`gestaltxai.data.synthetic.hpo_annotations`)."""
+  folder = hpo_dir(directory)
+  folder.mkdir(exist_ok=True)
+  for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
+    with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def hpo_dir(dataset_dir: str | os.PathLike) -> pathlib.Path:

@@ -13,7 +13,6 @@ images by strength, as the synthetic faces' do.
 from __future__ import annotations
 
 import collections
-import csv
 import functools
 import os
 import pathlib
@@ -22,9 +21,9 @@ from typing import Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gestaltxai.data import planted, staging, synthetic
+from gestaltxai.data import planted, staging
 from gestaltxai.data.builders import (DEFAULT_FOLDS, DEFAULT_SEED, FaceDatasetBuilder,
-                                      _check_class_sizes, check_num_folds, hpo_dir)
+                                      _check_class_sizes, check_num_folds, write_hpo)
 from gestaltxai.data.detect import DETECTORS
 
 
@@ -132,10 +131,4 @@ class PlantedFaces(FaceDatasetBuilder):
     names = [item.name for item in usable]
     traits = [self._classes[item.label] for item in usable]
     strengths = [item.recipe.args[3] for item in usable]
-    folder = hpo_dir(directory)
-    folder.mkdir(exist_ok=True)
-    for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
-      with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_hpo(directory, names, traits, strengths)
