@@ -195,3 +195,14 @@ def test_planted_strip_draws_each_traits_moves(built):
     moved = np.linalg.norm(record['points68'] - base, axis=1) > MOVED_PX
     assert arrows == moved.sum()
     assert moved.sum() == 0 if _text(record['trait']) == 'unaffected' else moved.sum() >= 4
+
+
+def test_report_shows_the_strip_for_planted_data_only(built, tmp_path):
+  from gestaltxai.viz import report
+  _, dataset = built
+  warnings = []
+  blocks = report._planted_strip_blocks(dataset.directory, warnings)  # pylint: disable=protected-access
+  assert [b['id'] for b in blocks] == ['fig-planted-strip'] and not warnings
+  assert blocks[0]['png']   # a rendered PNG
+  assert report._planted_strip_blocks(tmp_path, warnings) == []  # pylint: disable=protected-access
+  assert warnings   # a folder without a dataset is said, not silently skipped
