@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from gestaltxai.data import planted, synthetic
+from gestaltxai.data import planted, planted_faces, synthetic
 from gestaltxai.data.detect import detect_landmarks
 
 PHOTOS = ('1.jpg', '2.jpg', '3.jpg', '4.jpg', '5.jpg')
@@ -74,7 +74,7 @@ def test_lattice_map_is_the_spline_evaluated_at_every_pixel(trait):
 
 def test_identity_folds_keep_a_person_in_one_split():
   identities = [f'p{i % 17}' for i in range(85)]
-  folds = planted.identity_folds(identities, 5, seed=3)
+  folds = planted_faces.identity_folds(identities, 5, seed=3)
   for k in range(5):
     by_split = collections.defaultdict(set)
     for person, split in zip(identities, folds[:, k]):
@@ -155,8 +155,8 @@ def test_independent_detection_sees_each_trait_in_its_region_only(built):
 
 
 def test_shipped_sample_is_package_data_with_its_attribution():
-  folder = planted.default_photos()
-  assert len(planted.find_photos(folder)) == 400
+  folder = planted_faces.default_photos()
+  assert len(planted_faces.find_photos(folder)) == 400
   assert 'CC BY 4.0' in (folder / 'SOURCE.md').read_text(encoding='utf-8')
   assert 'CC BY 4.0' in (folder / 'LICENSE.md').read_text(encoding='utf-8')
   import configparser

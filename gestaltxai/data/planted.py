@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-import pathlib
 import zlib
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from scipy import interpolate, ndimage
@@ -165,6 +163,20 @@ def border_points(size: int, per_side: int = BORDER_POINTS_PER_SIDE) -> np.ndarr
 LATTICE_STEP = 4
 
 
+def shift_spline(source: np.ndarray, target: np.ndarray,
+                 size: int) -> interpolate.RBFInterpolator:
+  """The warp's spline: output (x, y) (Q, 2) -> how far back to sample, (Q, 2).
+
+  Through the control points (target -> source - target) and a ring of
+  :func:`border_points` of a ``size`` image that stay put.
+  """
+  anchors = border_points(size)
+  moved_to = np.concatenate([np.asarray(target, np.float64), anchors])
+  moved_from = np.concatenate([np.asarray(source, np.float64), anchors])
+  return interpolate.RBFInterpolator(moved_to, moved_from - moved_to,
+                                     kernel='thin_plate_spline')
+
+
 def backward_map(source: np.ndarray, target: np.ndarray, size: int,
                  lattice_step: int = LATTICE_STEP) -> np.ndarray:
   """(2, size, size) float64: for each output pixel (row, col), where to sample the input.
@@ -179,11 +191,7 @@ def backward_map(source: np.ndarray, target: np.ndarray, size: int,
     source: (N, 2) control points (x, y) in the input image.
     target: (N, 2) where they go in the output.
   """
-  anchors = border_points(size)
-  moved_to = np.concatenate([np.asarray(target, np.float64), anchors])
-  moved_from = np.concatenate([np.asarray(source, np.float64), anchors])
-  spline = interpolate.RBFInterpolator(moved_to, moved_from - moved_to,
-                                       kernel='thin_plate_spline')
+  spline = shift_spline(source, target, size)
   ticks = np.linspace(0, size - 1, -(-(size - 1) // lattice_step) + 1)
   rows, cols = np.meshgrid(ticks, ticks, indexing='ij')
   shift = spline(np.stack([cols.ravel(), rows.ravel()], 1)).reshape(len(ticks), len(ticks), 2)
@@ -281,6 +289,8 @@ class AlignedBase:
     detected: (68, 2) float64 landmarks detected again on ``image``, in ``box``.
     box: (left, top, right, bottom) of the face dlib's detector finds in ``image``.
     detector: who found the face in the photo ('hog' or 'cnn').
+    photo: (H, W, 3) uint8 RGB, the photo itself.
+    matrix: 2x3 similarity photo (x, y) -> ``image`` (x, y).
   """
 
   image: np.ndarray
@@ -288,6 +298,8 @@ class AlignedBase:
   detected: np.ndarray
   box: tuple
   detector: str
+  photo: np.ndarray
+  matrix: np.ndarray
 
 
 @functools.lru_cache(maxsize=4)
@@ -299,12 +311,39 @@ def aligned_base(path: str, name: str, detector: str = 'auto') -> AlignedBase:
   Raises:
     NoFaceError: no face in the photo or in its aligned crop.
   """
-  from gestaltxai.data.examples import aligned_example  # pylint: disable=import-outside-toplevel
-  from gestaltxai.data.images import read_rgb  # pylint: disable=import-outside-toplevel
-  example = aligned_example(read_rgb(path), name, detector=detector)
-  again = detect_landmarks(example['image'], name=f'{name} (aligned)', detector=detector)
-  return AlignedBase(example['image'], example['points68'], again.points68, again.box,
-                     example['detector'])
+  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.align import align, transform_points
+  from gestaltxai.data.images import read_rgb
+  photo = read_rgb(path)
+  found = detect_landmarks(photo, name=name, detector=detector)
+  image, matrix = align(photo, found.five, SIZE)
+  again = detect_landmarks(image, name=f'{name} (aligned)', detector=detector)
+  return AlignedBase(image, transform_points(found.points68, matrix), again.points68, again.box,
+                     found.detector, photo, matrix)
+
+
+def render_chip(base: AlignedBase, moved: np.ndarray, chip_matrix: np.ndarray,
+                size: int) -> np.ndarray:
+  """(size, size, 3) uint8: a chip of the photo with the warp to ``moved`` applied.
+
+  Each chip pixel is taken back to the 224 px frame (``chip_matrix`` maps
+  that frame to the chip), through the warp's spline, and to the photo, and
+  the photo is sampled there (bilinear, 0 past its border): one resampling
+  of the photo, and no black border where the 224 px crop ends.
+  """
+  rows, cols = np.mgrid[:size, :size].astype(np.float64)
+  chip = np.stack([cols.ravel(), rows.ravel()], 1)
+  inverse = np.linalg.inv(np.vstack([chip_matrix, [0, 0, 1]]))[:2]
+  frame = chip @ inverse[:, :2].T + inverse[:, 2]
+  if not np.allclose(moved, base.points68):
+    frame = frame + shift_spline(base.points68, moved, SIZE)(frame)
+  to_photo = np.linalg.inv(np.vstack([base.matrix, [0, 0, 1]]))[:2]
+  at = frame @ to_photo[:, :2].T + to_photo[:, 2]
+  coordinates = np.stack([at[:, 1], at[:, 0]]).reshape(2, size, size)
+  planes = [ndimage.map_coordinates(base.photo[..., c].astype(np.float64), coordinates,
+                                    order=1, mode='grid-constant', cval=0.0)
+            for c in range(3)]
+  return np.clip(np.rint(np.stack(planes, -1)), 0, 255).astype(np.uint8)
 
 
 def planted_face(path: str, name: str, trait: str, strength: float,
@@ -320,58 +359,20 @@ def planted_face(path: str, name: str, trait: str, strength: float,
   return PlantedFace(warped, moved, *changes, displacement=moved - base.points68)
 
 
-# The dataset: every photo rendered unaffected and with each trait, folds by identity.
-
-#: Photo files the builder reads from a folder (searched recursively).
-PHOTO_SUFFIXES = ('.jpg', '.jpeg', '.png')
-
-
-def default_photos() -> pathlib.Path:
-  """The FairFace sample shipped with the package (400 photos, CC BY 4.0; its SOURCE.md)."""
-  return pathlib.Path(__file__).parent / 'fairface400'
-
-
-def find_photos(folder: str | os.PathLike) -> list[tuple[str, pathlib.Path]]:
-  """(identity, path) of every photo under ``folder``, sorted; the identity is the path
-  below the folder without its suffix, '/' written '-' (one photo, one person)."""
-  folder = pathlib.Path(folder)
-  if not folder.is_dir():
-    raise FileNotFoundError(f'no photo folder at {folder} (--photos: a folder of face photos)')
-  photos = sorted(p for p in folder.rglob('*') if p.suffix.lower() in PHOTO_SUFFIXES)
-  if not photos:
-    raise FileNotFoundError(f'no photo ({", ".join(PHOTO_SUFFIXES)}) under {folder}')
-  return [(str(p.relative_to(folder).with_suffix('')).replace(os.sep, '-'), p) for p in photos]
-
-
-def identity_folds(identities: Sequence[str], num_folds: int, seed: int) -> np.ndarray:
-  """(N, K) int8 per image: fold k tests part k, validates on part k + 1, trains on the rest.
-
-  Parts are dealt over the distinct identities (shuffled with ``seed``), so every image of
-  one person is in the same part: no person is in two splits of a fold.
-  """
-  from gestaltxai.data.builders import SPLITS  # pylint: disable=import-outside-toplevel
-  people = sorted(set(identities))
-  order = np.random.default_rng(seed).permutation(len(people))
-  part_of = {people[i]: rank % num_folds for rank, i in enumerate(order)}
-  part = np.array([part_of[i] for i in identities])
-  folds = np.zeros((len(identities), num_folds), np.int8)
-  for k in range(num_folds):
-    folds[part == k, k] = SPLITS.index('test')
-    folds[part == (k + 1) % num_folds, k] = SPLITS.index('val')
-  return folds
-
+# One example of the dataset (gestaltxai.data.planted_faces builds them in its workers).
 
 def planted_example(path: str, name: str, trait: str, strength: float,
                     detector: str = 'auto', alignment: str = 'arcface') -> dict:
   """A finished example of one identity with one trait (run in the build's workers).
 
   Traits are planted and checked on the 224 px ArcFace-aligned face; with
-  ``alignment='dlib'`` dlib's 150 px chip is then cut from it by the
+  ``alignment='dlib'`` dlib's 150 px chip is then cut from the photo by the
   unaffected face's landmarks, the same cut for every trait of an identity
-  (a chip cut by the moved landmarks would undo part of the warp).
+  (a chip cut by the moved landmarks would undo part of the warp), with the
+  same warp applied (:func:`render_chip`).
   """
   # pylint: disable=import-outside-toplevel
-  from gestaltxai.data.align import ALIGNMENT_SIZES, dlib_chip_matrix, transform_points, warp_affine
+  from gestaltxai.data.align import ALIGNMENT_SIZES, dlib_chip_matrix, transform_points
   from gestaltxai.data.detect import five_from_68
   from gestaltxai.data.examples import finished
   from gestaltxai.regions.landmarks import landmark_parsing
@@ -383,7 +384,7 @@ def planted_example(path: str, name: str, trait: str, strength: float,
   if alignment != 'arcface':
     size = ALIGNMENT_SIZES[alignment]
     matrix = dlib_chip_matrix(base.points68, size)
-    image, points68 = warp_affine(image, matrix, size), transform_points(points68, matrix)
+    image, points68 = render_chip(base, points68, matrix, size), transform_points(points68, matrix)
   example = finished({'image': image, 'parsing': landmark_parsing(points68, image.shape[0]),
                       'five': five_from_68(points68), 'points68': points68,
                       'detector': base.detector})

@@ -16,15 +16,53 @@ import collections
 import functools
 import os
 import pathlib
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from gestaltxai.data import planted, staging
 from gestaltxai.data.builders import (DEFAULT_FOLDS, DEFAULT_SEED, FaceDatasetBuilder,
-                                      _check_class_sizes, check_num_folds, write_hpo)
+                                      SPLITS, _check_class_sizes, check_num_folds, write_hpo)
 from gestaltxai.data.detect import DETECTORS
+
+
+#: Photo files the builder reads from a folder (searched recursively).
+PHOTO_SUFFIXES = ('.jpg', '.jpeg', '.png')
+
+
+def default_photos() -> pathlib.Path:
+  """The FairFace sample shipped with the package (400 photos, CC BY 4.0; its SOURCE.md)."""
+  return pathlib.Path(planted.__file__).parent / 'fairface400'
+
+
+def find_photos(folder: str | os.PathLike) -> list[tuple[str, pathlib.Path]]:
+  """(identity, path) of every photo under ``folder``, sorted; the identity is the path
+  below the folder without its suffix, '/' written '-' (one photo, one person)."""
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise FileNotFoundError(f'no photo folder at {folder} (--photos: a folder of face photos)')
+  photos = sorted(p for p in folder.rglob('*') if p.suffix.lower() in PHOTO_SUFFIXES)
+  if not photos:
+    raise FileNotFoundError(f'no photo ({", ".join(PHOTO_SUFFIXES)}) under {folder}')
+  return [(str(p.relative_to(folder).with_suffix('')).replace(os.sep, '-'), p) for p in photos]
+
+
+def identity_folds(identities: Sequence[str], num_folds: int, seed: int) -> np.ndarray:
+  """(N, K) int8 per image: fold k tests part k, validates on part k + 1, trains on the rest.
+
+  Parts are dealt over the distinct identities (shuffled with ``seed``), so every image of
+  one person is in the same part: no person is in two splits of a fold.
+  """
+  people = sorted(set(identities))
+  order = np.random.default_rng(seed).permutation(len(people))
+  part_of = {people[i]: rank % num_folds for rank, i in enumerate(order)}
+  part = np.array([part_of[i] for i in identities])
+  folds = np.zeros((len(identities), num_folds), np.int8)
+  for k in range(num_folds):
+    folds[part == k, k] = SPLITS.index('test')
+    folds[part == (k + 1) % num_folds, k] = SPLITS.index('val')
+  return folds
 
 
 class PlantedFaces(FaceDatasetBuilder):
@@ -46,8 +84,8 @@ class PlantedFaces(FaceDatasetBuilder):
     if limit is not None and limit < 1:
       raise ValueError(f'limit must be at least 1 photo, got {limit}')
     check_num_folds(num_folds)
-    self._photos = pathlib.Path(photos) if photos is not None else planted.default_photos()
-    self._found = planted.find_photos(self._photos)[:limit]
+    self._photos = pathlib.Path(photos) if photos is not None else default_photos()
+    self._found = find_photos(self._photos)[:limit]
     if len(self._found) < num_folds:
       raise ValueError(f'{self._photos}: {len(self._found)} photos for {num_folds} folds; '
                        'each fold needs a person to test on (use more photos or fewer folds)')
@@ -94,7 +132,7 @@ class PlantedFaces(FaceDatasetBuilder):
   def _assign_folds(self, usable):
     _check_class_sizes(collections.Counter(self._classes[item.label] for item in usable),
                        self._num_folds, f'{len(usable)} usable planted images')
-    return planted.identity_folds([self._identity_of(i) for i in usable], self._num_folds,
+    return identity_folds([self._identity_of(i) for i in usable], self._num_folds,
                                   self._seed)
 
   def _generate_examples(self, usable, folds, outcomes):
