@@ -206,3 +206,17 @@ def test_report_shows_the_strip_for_planted_data_only(built, tmp_path):
   assert blocks[0]['png']   # a rendered PNG
   assert report._planted_strip_blocks(tmp_path, warnings) == []  # pylint: disable=protected-access
   assert warnings   # a folder without a dataset is said, not silently skipped
+
+
+def test_cli_prepare_planted_reads_the_shipped_sample_by_default(tmp_path):
+  from gestaltxai.cli import build_parser
+  from gestaltxai.cli.prepare import BUILDERS
+  args = build_parser().parse_args(['prepare', 'planted', '--data-dir', str(tmp_path),
+                                    '--limit', '7', '--alignment', 'dlib'])
+  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir, 'alignment': args.alignment})
+  assert builder.alignment == 'dlib'
+  assert len(builder.items) == 7 * len(planted.TRAITS)
+  assert {item.recipe.args[1] for item in builder.items} == {
+      identity for identity, _ in planted_faces.find_photos(planted_faces.default_photos())[:7]}
+  demo = build_parser().parse_args(['demo', '--faces', 'real'])
+  assert demo.faces == 'real' and demo.photos is None
