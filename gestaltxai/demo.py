@@ -131,6 +131,9 @@ def explanation_metrics(fold_dir: pathlib.Path, dataset: FaceDataset, indices: n
     re-initialised (a method that passes the check has it low).
   """
   model, variables, config, metadata = load_checkpoint(fold_dir)
+  # A network without batch statistics (dlib's) comes back with an empty collection that a
+  # fresh init lacks; the randomisation check compares the two trees' structures.
+  variables = {name: tree for name, tree in variables.items() if jax.tree.leaves(tree)}
   batch = _images(dataset, indices, metadata['mean_bgr'], config.image_size)
   target = saliency.predict(model, variables, batch['image'])
   key = jax.random.PRNGKey(seed)
