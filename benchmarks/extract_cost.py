@@ -55,7 +55,7 @@ def model_source(size: str, dataset: FaceDataset, work: pathlib.Path) -> dict:
     weights = work / 'resnet50-random.npz'
     np.savez(weights, **random_vggface2_state_dict(_SEED, len(dataset.classes)))
     return {'weights': weights}
-  from experiments.configs import TINY  # pylint: disable=import-outside-toplevel
+  from gestaltxai.train.configs import TINY  # pylint: disable=import-outside-toplevel
   from gestaltxai.train import train_fold  # pylint: disable=import-outside-toplevel
   config = TINY.replace(epochs=1, seed=_SEED, batch_size=_TINY_TRAIN_BATCH)
   train_fold(dataset, 1, config, work / 'runs', log=lambda _: None)

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.method_cost import xla_flops  # pylint: disable=wrong-import-position
 from benchmarks.records import make_record, write_record  # pylint: disable=wrong-import-position
-from experiments.configs import CONFIGS  # pylint: disable=wrong-import-position
+from gestaltxai.train.configs import CONFIGS  # pylint: disable=wrong-import-position
 from gestaltxai.models import random_vggface2_state_dict  # pylint: disable=wrong-import-position
 from gestaltxai.train import (  # pylint: disable=wrong-import-position
     DataParallel, TrainState, make_optimizer)

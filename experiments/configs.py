@@ -1,67 +1,7 @@
-"""Named training configurations: ``gestaltxai train --config NAME``.
+"""The named training configurations moved into the package: :mod:`gestaltxai.train.configs`.
 
-* ``reference``: the recipe of the MLHC 2023 study's train.py (ResNet-50 with
-  VGGFace2 weights, SGD momentum 0.9, learning rate 1e-3 with the head at
-  10x, no weight decay, cosine annealing with warm restarts every 25
-  epochs stepped once per epoch, 35 epochs, batch 32, horizontal flips).
-* ``tiny``: a narrow, shallow ResNet of the same family trained from scratch
-  at 112 px, which learns the built-in synthetic faces on a 2-core CPU in
-  about two minutes (0.75 test accuracy on 720 training faces, 5 classes);
-  it serves the demo and the tests.
-
-:data:`DEMO_SIZES` gives the demo's data and epoch budgets for ``tiny``.
+Kept so scripts that import ``experiments.configs`` still run.
 """
 
-from __future__ import annotations
-
-import dataclasses
-
-from gestaltxai.train.config import ModelConfig, TrainConfig
-
-REFERENCE = TrainConfig(name='reference')
-
-TINY = TrainConfig(
-    name='tiny',
-    model=ModelConfig(stage_sizes=(1, 1, 1, 1), width=16, pool_window=None),
-    image_size=112,
-    optimizer='sgd',
-    learning_rate=0.02,
-    head_lr_multiplier=1.0,
-    weight_decay=5e-4,
-    restart_epochs=None,
-    epochs=30,
-    batch_size=32,
-    cache=True,
-)
-
-CONFIGS = {config.name: config for config in (REFERENCE, TINY)}
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoSize:
-  """How much the demo does (``gestaltxai demo --size``).
-
-  Attributes:
-    per_class: synthetic faces per class.
-    epochs: of the ``tiny`` configuration.
-    metric_images: test images scored by deletion and insertion.
-    sanity_images: test images of the model-randomisation check.
-  """
-
-  per_class: int
-  epochs: int
-  metric_images: int
-  sanity_images: int
-
-
-# Measured on this 2-core CPU (fold 1, 5 classes, chance 0.20): tiny builds 500 faces in 15 s
-# and trains 300 of them in 42 s to 0.51 test accuracy; 240 per class for 30 epochs reached
-# 0.75 in 125 s, so default (300 per class, about 60 s to build) should train in about 160 s.
-DEMO_SIZES = {'tiny': DemoSize(per_class=100, epochs=20, metric_images=16, sanity_images=4),
-              'default': DemoSize(per_class=300, epochs=30, metric_images=48, sanity_images=8)}
-
-
-def get_config(name: str) -> TrainConfig:
-  if name not in CONFIGS:
-    raise ValueError(f'unknown configuration {name!r}; choose from {sorted(CONFIGS)}')
-  return CONFIGS[name]
+from gestaltxai.train.configs import (CONFIGS, DEMO_SIZES, DLIB, REFERENCE, TINY,  # noqa: F401
+                                      DemoSize, get_config)

@@ -1,11 +1,13 @@
-"""The study end to end on synthetic faces, where the right answer is known.
+"""The study end to end on faces where the right answer is known.
 
-Synthetic faces plant one trait per class in a known region
-(:mod:`gestaltxai.data.synthetic`), so an explanation can be checked against
-the truth rather than against another explanation. :func:`run_demo`:
+Synthetic faces (:mod:`gestaltxai.data.synthetic`) or real photos with a
+trait warped in (:mod:`gestaltxai.data.planted`, ``faces='real'``) plant
+one trait per class in a known region, so an explanation can be checked
+against the truth rather than against another explanation. :func:`run_demo`:
 
 1. builds the faces with their HPO-style annotations (``DIR/data``);
-2. trains the ``tiny`` configuration on fold 1 (``DIR/runs``);
+2. trains on fold 1 (``DIR/runs``): the ``tiny`` configuration from scratch
+   on synthetic faces, dlib's pretrained face ResNet (``dlib``) on photos;
 3. extracts region coefficients of fold 1's test images for
    :data:`DEMO_METHODS` (``DIR/coefficients.parquet``, its maps and
    provenance);
@@ -56,6 +58,8 @@ DEMO_METHODS = ('gradient', 'integrated_gradients', 'smoothgrad', 'grad_cam',
                 'lrp_epsilon_plus_flat', 'occlusion', 'region_shapley')
 CONTROL = 'unaffected'
 FOLD = 1
+#: What ``faces=`` picks: synthetic cartoons, or traits planted on the shipped photos.
+FACES = ('synthetic', 'real')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,35 +148,57 @@ class _Stages:
       self.started = None
 
 
+def _faces_and_config(faces: str, size: str, seed: int, paths: 'DemoPaths', photos):
+  """(the dataset builder, the training configuration, the size's plan, a line saying what)."""
+  # pylint: disable=import-outside-toplevel
+  from gestaltxai.train.configs import DEMO_SIZES, DLIB, PLANTED_DEMO_SIZES, TINY
+  if faces not in FACES:
+    raise ValueError(f'faces must be one of {FACES}, got {faces!r}')
+  sizes = PLANTED_DEMO_SIZES if faces == 'real' else DEMO_SIZES
+  if size not in sizes:
+    raise ValueError(f'size must be one of {sorted(sizes)}, got {size!r}')
+  plan = sizes[size]
+  if faces == 'synthetic':
+    return (builders.SyntheticFaces(per_class=plan.per_class, seed=seed,
+                                    data_dir=str(paths.data), progress=False),
+            TINY.replace(epochs=plan.epochs, seed=seed), plan,
+            f'synthetic faces: {plan.per_class} per class with planted traits')
+  from gestaltxai.data.planted_faces import PlantedFaces
+  # The photos and strengths stay those of seed 0: seeds vary the training, on the same faces.
+  builder = PlantedFaces(photos=photos, limit=plan.per_class, seed=builders.DEFAULT_SEED,
+                         alignment='dlib', data_dir=str(paths.data), progress=False)
+  return (builder, DLIB.replace(epochs=plan.epochs, seed=seed), plan,
+          f'real photos: {plan.per_class} with each trait planted and checked by dlib')
+
+
 def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *, seed: int = 0,
-             overwrite: bool = False, batch_size: int = 32,
-             log: Callable[[str], None] = print) -> dict:
-  """Runs the whole study on synthetic faces; returns what ``summary.json`` holds.
+             overwrite: bool = False, batch_size: int = 32, faces: str = 'synthetic',
+             photos=None, log: Callable[[str], None] = print) -> dict:
+  """Runs the whole study on faces with planted traits; returns what ``summary.json`` holds.
 
   Args:
     out: the folder every stage writes to (and reads back on a second run).
-    size: 'tiny' (500 faces, about 3.5 minutes on 2 CPU cores) or 'default' (1,500
-      faces, about 7).
-    seed: of the faces, the training and the noise methods.
+    size: 'tiny' or 'default' (``gestaltxai.train.configs``' DEMO_SIZES for
+      synthetic faces, PLANTED_DEMO_SIZES for real ones).
+    seed: of the training and the noise methods, and of the synthetic faces
+      (the planted photos are always those of seed 0).
     overwrite: replace a dataset in ``out`` made with other arguments.
     batch_size: images per extraction step.
+    faces: 'synthetic' (cartoons, the tiny network from scratch) or 'real'
+      (traits planted on photos, dlib's pretrained face ResNet fine-tuned).
+    photos: with ``faces='real'``, a folder of face photos; None: the shipped
+      FairFace sample.
   """
-  from experiments.configs import DEMO_SIZES, TINY  # pylint: disable=import-outside-toplevel
-  if size not in DEMO_SIZES:
-    raise ValueError(f'size must be one of {sorted(DEMO_SIZES)}, got {size!r}')
-  plan = DEMO_SIZES[size]
   paths = DemoPaths(pathlib.Path(out))
+  builder, config, plan, what = _faces_and_config(faces, size, seed, paths, photos)
   paths.root.mkdir(parents=True, exist_ok=True)
   stage = _Stages(log, total=6)
 
-  stage(f'synthetic faces: {plan.per_class} per class with planted traits -> {paths.data}')
-  directory = builders.build(builders.SyntheticFaces(
-      per_class=plan.per_class, seed=seed, data_dir=str(paths.data), progress=False),
-      overwrite=overwrite, log=lambda line: log(f'  {line}'))
+  stage(f'{what} -> {paths.data}')
+  directory = builders.build(builder, overwrite=overwrite, log=lambda line: log(f'  {line}'))
   dataset = FaceDataset.open(directory)
   planted = dataset.metadata['trait_regions']
 
-  config = TINY.replace(epochs=plan.epochs, seed=seed)
   stage(f'training {config.name} on fold {FOLD}: {plan.epochs} epochs at '
       f'{config.image_size} px -> {paths.runs}')
   trained = train_fold(dataset, FOLD, config, paths.runs, log=lambda line: log(f'  {line}'))
@@ -198,7 +224,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
                                log=lambda line: log(f'  {line}'))
 
   summary = {
-      'size': size, 'test_accuracy': trained['test']['accuracy'],
+      'size': size, 'faces': faces, 'test_accuracy': trained['test']['accuracy'],
       'control': CONTROL, 'planted_regions': planted,
       'randomisation_limit': metrics.SIMILARITY_LIMIT,
       'methods': {name: {
@@ -238,5 +264,6 @@ def summary_table(summary: dict) -> str:
                  '' if m['images_per_s'] is None else f'{m["images_per_s"]:.1f}'))
   widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
   lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-  return (f'test accuracy of the {summary["size"]} model: {summary["test_accuracy"]:.2f}\n'
+  return (f'test accuracy of the {summary["size"]} model on {summary.get("faces", "synthetic")} '
+          f'faces: {summary["test_accuracy"]:.2f}\n'
           + '\n'.join(lines))

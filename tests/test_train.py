@@ -216,7 +216,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference_run, data_dir,
   _assert_same_run(tmp_path, reference_run, rtol=0)
   # A different configuration is refused, naming what differs.
   with pytest.raises(ValueError, match=r'learning_rate: 0.002 -> 0.01'):
-    from experiments.configs import TINY
+    from gestaltxai.train.configs import TINY
     from gestaltxai.data.pipeline import FaceDataset
     from gestaltxai.train import train_fold
     train_fold(FaceDataset.open(data_dir), 1, TINY.replace(learning_rate=1e-2, batch_size=4,

@@ -36,6 +36,11 @@ def summary(dataset) -> str:
   lines.append(f'{len(skipped)} images could not be used ({no_face} without a face)'
                + (':' if skipped else ''))
   lines += [f'  {s["name"]}: {s["reason"]}' for s in skipped]
+  checks = metadata.get('planted_checks')
+  if checks:
+    lines.append('planted traits re-measured by dlib (kept / no face / change not shown):')
+    lines += [f'  {trait:>16s}: {c["kept"]} / {c["no_face"]} / {c["check_failed"]}'
+              for trait, c in checks.items()]
   return '\n'.join(lines)
 
 
@@ -57,14 +62,21 @@ def _synthetic(args, common):
                                  seed=args.seed, num_folds=args.folds, **common)
 
 
+def _planted(args, common):
+  from gestaltxai.data.planted_faces import PlantedFaces
+  return PlantedFaces(photos=args.photos, seed=args.seed, num_folds=args.folds,
+                      limit=args.limit, detector=args.detector, **common)
+
+
 #: Source name -> the builder made from the parsed arguments.
-BUILDERS = {'nih-faces': _nih, 'folder': _folder, 'synthetic': _synthetic}
+BUILDERS = {'nih-faces': _nih, 'folder': _folder, 'synthetic': _synthetic, 'planted': _planted}
 
 
 def run(args) -> None:
   from gestaltxai.data import builders
   from gestaltxai.data.pipeline import FaceDataset
-  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir})
+  builder = BUILDERS[args.source](args, {'data_dir': args.data_dir,
+                                         'alignment': args.alignment})
   directory = builders.build(builder, overwrite=args.overwrite, workers=args.workers)
   print(summary(FaceDataset.open(directory)))
 
@@ -85,14 +97,24 @@ def add_parser(commands) -> None:
   synthetic = sources.add_parser('synthetic', help='synthetic faces with planted traits')
   synthetic.add_argument('--classes', nargs='+', default=list(TRAITS), choices=list(TRAITS))
   synthetic.add_argument('--per-class', type=int_at_least(1), default=40)
-  for sub in (folder, synthetic):
+  planted = sources.add_parser(
+      'planted', help='traits planted on real photos by a landmark warp, checked by dlib')
+  planted.add_argument('--photos', type=pathlib.Path, default=None,
+                       help='a folder of face photos (default: the FairFace sample shipped '
+                            'with gestaltxai, 400 photos, CC BY 4.0)')
+  planted.add_argument('--limit', type=int_at_least(1), default=None,
+                       help='use the first N photos only')
+  for sub in (folder, synthetic, planted):
     sub.add_argument('--folds', type=int_at_least(MIN_FOLDS), default=DEFAULT_FOLDS)
     sub.add_argument('--seed', type=int, default=DEFAULT_SEED)
-  for sub in (nih, folder):
+  for sub in (nih, folder, planted):
     sub.add_argument('--detector', choices=DETECTORS, default='auto',
                      help='auto: HOG, then the CNN where HOG finds no face (default)')
-  for sub in (nih, folder, synthetic):
+  for sub in (nih, folder, synthetic, planted):
     sub.add_argument('--data-dir', type=pathlib.Path, required=True)
+    sub.add_argument('--alignment', choices=('arcface', 'dlib'), default='arcface',
+                     help="arcface: 224 px ArcFace template, for the VGGFace2 ResNet-50 "
+                          "(default); dlib: dlib's 150 px face chip, for --model dlib")
     sub.add_argument('--overwrite', action='store_true',
                      help='replace a dataset in --data-dir built from other arguments or inputs')
     sub.add_argument('--workers', type=int_at_least(0), default=None,

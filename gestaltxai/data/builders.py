@@ -62,6 +62,7 @@ import tensorflow_datasets as tfds
 
 from gestaltxai import paper, roles
 from gestaltxai.data import examples, staging, synthetic, tables
+from gestaltxai.data.align import ALIGNMENT_SIZES
 from gestaltxai.data.detect import DETECTORS
 # Re-exported: scripts align single photos with it.
 from gestaltxai.data.examples import aligned_example  # noqa: F401  pylint: disable=unused-import
@@ -160,7 +161,7 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
 
   def __init__(self, *, data_dir: str | os.PathLike, num_folds: int, classes: Sequence[str],
                arguments: dict, sources: Optional[dict] = None, progress: bool = True,
-               file_format: str = 'array_record', **kwargs):
+               file_format: str = 'array_record', alignment: str = 'arcface', **kwargs):
     """
     Args:
       data_dir: the folder the dataset goes to (``DATA``; TFDS's own layout
@@ -172,8 +173,15 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
       sources: where the inputs are (recorded, not compared: a moved folder
         with the same photos is the same dataset).
       progress: print progress and messages.
+      alignment: 'arcface' (224 px, for the VGGFace2 ResNet-50) or 'dlib'
+        (dlib's 150 px face chip, for its face ResNet); region maps follow.
     """
     check_num_folds(num_folds)
+    if alignment not in ALIGNMENT_SIZES:
+      raise ValueError(f'alignment must be one of {sorted(ALIGNMENT_SIZES)}, got {alignment!r}')
+    self.alignment = alignment
+    if alignment != 'arcface':  # recorded only when not the default: older datasets stay valid
+      arguments = dict(arguments, alignment=alignment)
     self.target_dir = pathlib.Path(data_dir)
     self.staging = staging.Staging(self.target_dir)
     self._num_folds = num_folds
@@ -190,7 +198,7 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
                      **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    maps = (SIZE, SIZE)
+    maps = (ALIGNMENT_SIZES[self.alignment],) * 2
     return tfds.core.DatasetInfo(
         builder=self,
         description=self.__doc__,
@@ -224,6 +232,12 @@ class FaceDatasetBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
 
   def _extra_metadata(self) -> dict:
     return {}
+
+  @property
+  def _alignment_option(self) -> dict:
+    """The alignment as a photo-digest option; absent for the default, so cached photos of
+    datasets built before the option stay valid."""
+    return {} if self.alignment == 'arcface' else {'alignment': self.alignment}
 
   def write_extras(self, directory: pathlib.Path) -> None:
     """Files a dataset carries beside its records, written into its folder before it is
@@ -383,9 +397,11 @@ class NihFaces(FaceDatasetBuilder):
       segmap = self._root / 'features' / 'segmaps' / name
       segmap = segmap if segmap.exists() else None
       content = _photo_digest(photo, five=five, detector=self._detector,
-                              segmap=segmap and staging.file_digest(segmap))
+                              segmap=segmap and staging.file_digest(segmap),
+                              **self._alignment_option)
       recipe = functools.partial(examples.photo_example, str(photo), name, five=five,
-                                 segmap_path=segmap and str(segmap), detector=self._detector)
+                                 segmap_path=segmap and str(segmap), detector=self._detector,
+                                 alignment=self.alignment)
       items.append(staging.Item(name, label, recipe, content, folds))
     return items
 
@@ -447,9 +463,10 @@ class FolderFaces(FaceDatasetBuilder):
     for name, label in self._rows:
       photo = self._images / name
       recipe = functools.partial(examples.photo_example, str(photo), name,
-                                 detector=self._detector)
+                                 detector=self._detector, alignment=self.alignment)
       items.append(staging.Item(name, label, recipe,
-                                _photo_digest(photo, detector=self._detector)))
+                                _photo_digest(photo, detector=self._detector,
+                                              **self._alignment_option)))
     if all(item.digest is None for item in items):
       raise FileNotFoundError(f'none of the {len(items)} photos listed is in {self._images} '
                               f'(first: {items[0].name})')
@@ -485,7 +502,8 @@ class SyntheticFaces(FaceDatasetBuilder):
                      **kwargs)
 
   def _recipe(self, trait: str, index: int):
-    return functools.partial(examples.synthetic_example, self._seed, trait, index)
+    return functools.partial(examples.synthetic_example, self._seed, trait, index,
+                             **self._alignment_option)
 
   def _items(self):
     model = staging.digest(*synthetic.shape_model().values())
@@ -516,13 +534,20 @@ class SyntheticFaces(FaceDatasetBuilder):
   def write_extras(self, directory: pathlib.Path) -> None:
     """``hpo/<class>.csv``: annotations graded by trait strength (:func:`hpo_dir`)."""
     names, strengths, traits = self._strengths()
-    folder = hpo_dir(directory)
-    folder.mkdir(exist_ok=True)
-    for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
-      with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_hpo(directory, names, traits, strengths)
+
+
+def write_hpo(directory: pathlib.Path, names: Sequence[str], traits: Sequence[str],
+              strengths: Sequence[float]) -> None:
+  """``hpo/<trait>.csv`` in ``directory``: each trait's images graded by strength
+  (:func:`gestaltxai.data.synthetic.hpo_annotations`)."""
+  folder = hpo_dir(directory)
+  folder.mkdir(exist_ok=True)
+  for trait, rows in synthetic.hpo_annotations(names, traits, strengths).items():
+    with open(folder / f'{trait}.csv', 'w', newline='', encoding='utf-8') as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def split_roles(metadata: dict) -> roles.SplitRoles:

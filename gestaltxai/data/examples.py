@@ -17,13 +17,14 @@ import numpy as np
 from PIL import Image
 
 from gestaltxai.data import synthetic
-from gestaltxai.data.align import align, transform_points, warp_affine
+from gestaltxai.data.align import (ALIGNMENT_SIZES, align, dlib_chip_matrix, transform_points,
+                                   warp_affine)
 from gestaltxai.data.detect import detect_landmarks, five_from_68
 from gestaltxai.data.images import read_rgb
 from gestaltxai.regions.landmarks import landmark_parsing
 from gestaltxai.regions.maps import reference_region_map
 
-SIZE = 224
+SIZE = ALIGNMENT_SIZES['arcface']
 #: The detector field of a face whose points came with it (NIH-Faces, synthetic faces).
 GIVEN = 'given'
 #: What makes a photo unusable rather than the build wrong: an unreadable or
@@ -33,7 +34,8 @@ UNUSABLE = (OSError, ValueError, SyntaxError, RuntimeError, Image.DecompressionB
 
 
 def aligned_example(rgb: np.ndarray, name: str, *, five: Optional[np.ndarray] = None,
-                    segmap: Optional[np.ndarray] = None, detector: str = 'auto') -> dict:
+                    segmap: Optional[np.ndarray] = None, detector: str = 'auto',
+                    alignment: str = 'arcface') -> dict:
   """Aligns one photo and derives its maps; raises with the reason it cannot be used.
 
   Args:
@@ -43,6 +45,9 @@ def aligned_example(rgb: np.ndarray, name: str, *, five: Optional[np.ndarray] = 
     segmap: a LaPa parsing map of the photo; landmark parsing when None.
     detector: dlib's detector when landmarks are needed
       (:func:`gestaltxai.data.detect.detect_landmarks`).
+    alignment: 'arcface' (224 px, the five points on the ArcFace template) or
+      'dlib' (dlib's 150 px face chip from its 68 landmarks, which are then
+      always detected) (:mod:`gestaltxai.data.align`).
 
   Returns:
     {'image', 'parsing', 'five', 'points68' (float64), 'detector'}; see
@@ -50,17 +55,24 @@ def aligned_example(rgb: np.ndarray, name: str, *, five: Optional[np.ndarray] = 
   """
   points68 = np.full((68, 2), np.nan)
   found_by = GIVEN
-  if five is None or segmap is None:
+  if alignment not in ALIGNMENT_SIZES:
+    raise ValueError(f'alignment must be one of {sorted(ALIGNMENT_SIZES)}, got {alignment!r}')
+  size = ALIGNMENT_SIZES[alignment]
+  if five is None or segmap is None or alignment == 'dlib':
     landmarks = detect_landmarks(rgb, name=name, detector=detector)
     points68 = landmarks.points68
     five = landmarks.five if five is None else five
     found_by = landmarks.detector
-  image, matrix = align(rgb, five, SIZE)
+  if alignment == 'dlib':
+    matrix = dlib_chip_matrix(points68, size)
+    image = warp_affine(rgb, matrix, size)
+  else:
+    image, matrix = align(rgb, five, size)
   aligned68 = transform_points(points68, matrix)
   if segmap is not None:
-    parsing = warp_affine(segmap.astype(np.uint8), matrix, SIZE, order=0)
+    parsing = warp_affine(segmap.astype(np.uint8), matrix, size, order=0)
   else:
-    parsing = landmark_parsing(aligned68, SIZE)
+    parsing = landmark_parsing(aligned68, size)
   return {'image': image, 'parsing': parsing, 'five': transform_points(five, matrix),
           'points68': aligned68, 'detector': found_by}
 
@@ -77,7 +89,7 @@ def finished(example: dict) -> dict:
 
 def photo_example(path: str | os.PathLike, name: str, *, five: Optional[np.ndarray] = None,
                   segmap_path: Optional[str | os.PathLike] = None,
-                  detector: str = 'auto') -> dict:
+                  detector: str = 'auto', alignment: str = 'arcface') -> dict:
   """A photo file (and optionally its five points and parsing map) -> a finished example."""
   segmap = None
   if segmap_path is not None:
@@ -86,13 +98,23 @@ def photo_example(path: str | os.PathLike, name: str, *, five: Optional[np.ndarr
     if segmap.ndim != 2:
       raise ValueError(f'{segmap_path}: a parsing map needs one label per pixel, got shape '
                        f'{segmap.shape}')
-  example = aligned_example(read_rgb(path), name, five=five, segmap=segmap, detector=detector)
+  example = aligned_example(read_rgb(path), name, five=five, segmap=segmap, detector=detector,
+                            alignment=alignment)
   return finished(example)
 
 
-def synthetic_example(seed: int, trait: str, index: int, **options) -> dict:
-  """Synthetic face ``index`` of class ``trait`` (:func:`synthetic.synthetic_face` options)."""
+def synthetic_example(seed: int, trait: str, index: int, alignment: str = 'arcface',
+                      **options) -> dict:
+  """Synthetic face ``index`` of class ``trait`` (:func:`synthetic.synthetic_face` options);
+  ``alignment='dlib'`` cuts dlib's 150 px chip from the 224 px face by its 68 points."""
   face = synthetic.synthetic_face(seed, trait, index, **options)
-  return finished({'image': face.image, 'parsing': face.parsing,
-                   'five': five_from_68(face.points68), 'points68': face.points68,
-                   'detector': GIVEN})
+  image, parsing, points68 = face.image, face.parsing, face.points68
+  if alignment == 'dlib':
+    size = ALIGNMENT_SIZES['dlib']
+    matrix = dlib_chip_matrix(points68, size)
+    image, parsing = warp_affine(image, matrix, size), warp_affine(parsing, matrix, size, order=0)
+    points68 = transform_points(points68, matrix)
+  elif alignment != 'arcface':
+    raise ValueError(f'alignment must be one of {sorted(ALIGNMENT_SIZES)}, got {alignment!r}')
+  return finished({'image': image, 'parsing': parsing, 'five': five_from_68(points68),
+                   'points68': points68, 'detector': GIVEN})

@@ -262,6 +262,14 @@ class Randomization:
 MethodLike = Union[str, Method, Callable[..., Array]]
 
 
+def _without_empty_collections(variables):
+  """Flax variables less collections without a leaf: a checkpoint of a network without
+  batch statistics (dlib's) restores an empty 'batch_stats' that a fresh init lacks."""
+  if not isinstance(variables, dict):
+    return variables
+  return {name: tree for name, tree in variables.items() if jax.tree.leaves(tree)}
+
+
 def model_randomization(method: MethodLike, model, variables, x: Array,
                         target: Optional[Array] = None, *, random_variables=None,
                         stages: Optional[Sequence] = None, key: Optional[Array] = None,
@@ -297,12 +305,14 @@ def model_randomization(method: MethodLike, model, variables, x: Array,
     ``.passed()`` the verdict.
   """
   model = explainable(model)
+  variables = _without_empty_collections(variables)
   key = jax.random.PRNGKey(0) if key is None else key
   init_key, method_key = jax.random.split(key)
   stages = parameter_stages(model, variables, x) if stages is None else _normalized_stages(
       stages)
   if random_variables is None:
     random_variables = _fresh_variables(model, init_key, x)
+  random_variables = _without_empty_collections(random_variables)
   if jax.tree.structure(random_variables) != jax.tree.structure(variables):
     raise ValueError('random_variables must have the structure of variables; got '
                      f'{jax.tree.structure(random_variables)}')

@@ -4,7 +4,7 @@
 * :func:`evaluate_runs`: test scores over folds -> ``RUNS/summary.json``.
 * :func:`load_checkpoint`: a trained fold -> (model, variables, config, metadata).
 * :class:`TrainConfig`, :class:`ModelConfig`: what a run does (named ones in
-  ``experiments/configs.py``).
+  :mod:`gestaltxai.train.configs`).
 * :class:`DataParallel`, :func:`train_step`, :func:`eval_step`: the steps over a mesh.
 * :func:`initialize_distributed`: join a multi-host run (``jax.distributed``).
 """

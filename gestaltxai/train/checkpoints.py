@@ -193,6 +193,8 @@ def load_checkpoint(path: str | pathlib.Path, which: str = 'best', *, sharding=N
   model = config.model.build(len(metadata['classes']), config.dtype)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                           np.zeros((1, config.image_size, config.image_size, 3), np.float32))
+  # Training saves a 'batch_stats' entry, empty for a network without BatchNorm (dlib's).
+  shapes = {'batch_stats': {}, **shapes}
   # This process's first device: under jax.distributed, jax.devices()[0] may be another's.
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),

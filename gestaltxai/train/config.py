@@ -1,7 +1,7 @@
 """Training configurations: small frozen dataclasses that round-trip through JSON.
 
 The named configurations (``reference``, ``tiny``) live in
-``experiments/configs.py``; a checkpoint stores its configuration as a dict,
+:mod:`gestaltxai.train.configs`; a checkpoint stores its configuration as a dict,
 so :meth:`TrainConfig.from_dict` rebuilds the model without them.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import jax.numpy as jnp
 
-from gestaltxai.models import ResNet
+from gestaltxai.models import DlibFaceResNet, ResNet
 
 #: Compute dtypes by name (parameters and optimizer state stay float32).
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -22,13 +22,18 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 #: training images, not trained on), or the last epoch, fixed in advance (``epochs``). The
 #: last two never look at images the fold is scored on.
 SELECTIONS = ('best', 'inner', 'last')
+#: The networks a configuration can train.
+MODEL_KINDS = ('resnet', 'dlib')
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """A bottleneck ResNet of the VGGFace2 family.
+  """The network: a bottleneck ResNet of the VGGFace2 family, or dlib's face ResNet.
 
   Attributes:
+    kind: 'resnet' (the fields below) or 'dlib' (:class:`gestaltxai.models.DlibFaceResNet`,
+      dlib's weights from ``face_recognition_models``, a new head on its descriptor;
+      the other fields are unused).
     stage_sizes: bottlenecks per stage (ResNet-50: 3, 4, 6, 3).
     width: stem channels; stage i has ``width * 2**i`` planes.
     pool_window: the head's average-pool window (7 for VGGFace2 at 224 px);
@@ -38,8 +43,15 @@ class ModelConfig:
   stage_sizes: tuple[int, ...] = (3, 4, 6, 3)
   width: int = 64
   pool_window: Optional[int] = 7
+  kind: str = 'resnet'
 
-  def build(self, num_classes: int, dtype: str = 'float32') -> ResNet:
+  def __post_init__(self):
+    if self.kind not in MODEL_KINDS:
+      raise ValueError(f'model kind must be one of {MODEL_KINDS}, got {self.kind!r}')
+
+  def build(self, num_classes: int, dtype: str = 'float32'):
+    if self.kind == 'dlib':
+      return DlibFaceResNet(num_classes=num_classes, dtype=DTYPES[dtype])
     return ResNet(num_classes=num_classes, stage_sizes=tuple(self.stage_sizes), width=self.width,
                   pool_window=self.pool_window, dtype=DTYPES[dtype])
 
@@ -74,6 +86,7 @@ class TrainConfig:
       select split, 'inner': best on a share of the training images, or the 'last').
       On NIH-Faces the select split is the held-out split (as the reference), so
       'best' is optimistic there; 'inner' and 'last' are not.
+    frozen: top-level parameter names that do not train (e.g. ('stem',)).
   """
 
   name: str = 'reference'
@@ -94,6 +107,7 @@ class TrainConfig:
   cache: bool = False
   seed: int = 0
   selection: str = 'best'
+  frozen: tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.dtype not in DTYPES:
@@ -112,6 +126,7 @@ class TrainConfig:
   def to_dict(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out['model']['stage_sizes'] = list(self.model.stage_sizes)
+    out['frozen'] = list(self.frozen)
     return out
 
   @classmethod
@@ -120,6 +135,8 @@ class TrainConfig:
     unknown = set(values) - known
     if unknown:
       raise ValueError(f'unknown configuration fields {sorted(unknown)}')
+    if 'frozen' in values:
+      values = {**values, 'frozen': tuple(values['frozen'])}
     model = dict(values.get('model', {}))
     if 'stage_sizes' in model:
       model['stage_sizes'] = tuple(model['stage_sizes'])

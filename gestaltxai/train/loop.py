@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.data.align import ALIGNMENT_SIZES
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
 from gestaltxai.files import differences, write_json
@@ -58,8 +59,11 @@ def fold_dir(runs: pathlib.Path, fold: int) -> pathlib.Path:
 
 
 def initial_variables(model, config: TrainConfig, num_classes: int,
-                      weights: Optional[pathlib.Path], key: jax.Array) -> dict:
-  """Random variables, VGGFace2 weights (a pickle) or a trained fold (an orbax folder).
+                      weights: Optional[pathlib.Path], key: jax.Array,
+                      mean_bgr: Optional[np.ndarray] = None) -> dict:
+  """Random variables, VGGFace2 weights (a pickle) or a trained fold (an orbax folder);
+  for the 'dlib' model kind without ``weights``, dlib's weights with their stem
+  converted to take BGR minus ``mean_bgr`` (the pipeline's input).
 
   A new head is initialised from ``key`` where the class count differs.
   """
@@ -67,6 +71,8 @@ def initial_variables(model, config: TrainConfig, num_classes: int,
     sample = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.float32)
     return jax.jit(model.init)(key, sample)
 
+  if weights is None and config.model.kind == 'dlib':
+    return _dlib_variables(num_classes, key, mean_bgr)
   if weights is None:
     return fresh()
   weights = pathlib.Path(weights)
@@ -176,6 +182,23 @@ def _check_resumable(saved: dict, expected: dict, directory: pathlib.Path) -> No
                      'choose another --out, or delete it to start over')
 
 
+def _check_alignment(dataset: FaceDataset, config: TrainConfig) -> None:
+  """dlib's network needs dlib's chips: resizing ArcFace-aligned faces would crop them wrong."""
+  stored = dataset.builder.info.features['image'].shape[0]
+  if config.model.kind == 'dlib' and stored != ALIGNMENT_SIZES['dlib']:
+    raise ValueError(f'the {config.name} configuration trains dlib\'s face ResNet on dlib\'s '
+                     f'{ALIGNMENT_SIZES["dlib"]} px face chips; {dataset.directory} holds '
+                     f'{stored} px faces: prepare it with --alignment dlib')
+
+
+def _dlib_variables(num_classes: int, key: jax.Array, mean_bgr: np.ndarray) -> dict:
+  from gestaltxai.models.dlib_face_net import (  # pylint: disable=import-outside-toplevel
+      bgr_input_params, load_dlib_face_net)
+  _, variables = load_dlib_face_net(num_classes=num_classes, rng=key)
+  # Affine layers, not BatchNorm: no batch statistics to carry.
+  return {'params': bgr_input_params(variables['params'], mean_bgr), 'batch_stats': {}}
+
+
 def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathlib.Path, *,
                weights: Optional[pathlib.Path] = None, devices: Optional[Sequence] = None,
                progress: bool = False, log: Callable[[str], None] = print) -> dict:
@@ -188,6 +211,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   Returns:
     The content of ``metrics.json``.
   """
+  _check_alignment(dataset, config)
   classes = dataset.classes
   roles = dataset.roles
   splits = _role_indices(dataset, fold, config)
@@ -230,7 +254,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
                           '--overwrite to train it again, or choose another --out')
   if latest is None:
     state = create(parallel.replicate(
-        initial_variables(model, config, len(classes), weights, key)))
+        initial_variables(model, config, len(classes), weights, key, mean_bgr)))
     history = []
   else:
     saved = ckpt.read_metadata(checkpoints, latest)

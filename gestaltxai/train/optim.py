@@ -58,10 +58,17 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
       return step
     return optax.chain(optax.add_decayed_weights(config.weight_decay), step)
 
+  unknown = set(config.frozen) - {HEAD}
   def labels(params):
-    return {name: jax.tree.map(lambda _, n=name: 'head' if n == HEAD else 'body', subtree)
+    missing = unknown - set(params)
+    if missing:
+      raise ValueError(f'frozen names no parameters of the network: {sorted(missing)}; its '
+                       f'top-level parameters: {sorted(params)}')
+    def label(name):
+      return 'frozen' if name in config.frozen else ('head' if name == HEAD else 'body')
+    return {name: jax.tree.map(lambda _, n=name: label(n), subtree)
             for name, subtree in params.items()}
 
   return optax.multi_transform(
-      {'body': at(config.learning_rate),
+      {'body': at(config.learning_rate), 'frozen': optax.set_to_zero(),
        'head': at(config.learning_rate * config.head_lr_multiplier)}, labels)

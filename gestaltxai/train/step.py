@@ -41,7 +41,7 @@ class TrainState:
   def create(cls, variables: dict, tx: optax.GradientTransformation) -> 'TrainState':
     params = variables['params']
     return cls(step=jnp.zeros((), jnp.int32), params=params,
-               batch_stats=variables['batch_stats'], opt_state=tx.init(params))
+               batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params))
 
   @property
   def variables(self) -> dict:
@@ -63,7 +63,8 @@ def train_step(model, tx: optax.GradientTransformation, state: TrainState,
     logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
                                   batch['image'], train=True, mutable=['batch_stats'])
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label'])
-    return losses.mean(), (logits, updates['batch_stats'])
+    # A network without BatchNorm (dlib's, affine layers) updates no statistics.
+    return losses.mean(), (logits, updates.get('batch_stats', state.batch_stats))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -448,7 +448,25 @@ _GROUND_TRUTH_COLUMNS = (
     ('randomisation_similarity', 'randomisation r'), ('images_per_s', 'images/s'))
 
 
-def _ground_truth_section(path, warnings) -> _Section:
+def _planted_strip_blocks(data_dir, warnings) -> list[dict]:
+  """The planted strip of a dataset of traits planted on photos (none for other datasets)."""
+  from gestaltxai.data.pipeline import FaceDataset  # pylint: disable=import-outside-toplevel
+  from gestaltxai.viz.planted import identity_records, planted_strip  # pylint: disable=import-outside-toplevel
+  try:
+    dataset = FaceDataset.open(data_dir)
+    if 'planted_checks' not in dataset.metadata:
+      return []
+    figure = planted_strip(identity_records(dataset))
+  except (OSError, ValueError, KeyError) as err:
+    warnings.append(f'planted strip from {data_dir}: {err}')
+    return []
+  return [_figure(figure, 'fig-planted-strip',
+                  'What was planted: one person unaffected and with each trait; arrows show '
+                  'how the warp moved the landmarks (drawn 3x), with the strength and the '
+                  'change dlib measured on the warped face (over the face width).')]
+
+
+def _ground_truth_section(path, warnings, data_dir=None) -> _Section:
   """The demo's verdicts: which methods find the planted regions and pass the sanity check."""
   section = _Section('ground-truth', 'Ground truth: the planted regions')
   try:
@@ -461,8 +479,10 @@ def _ground_truth_section(path, warnings) -> _Section:
     return section
   first = next(iter(scores.values()))
   planted = ', '.join(f'{c}: {r}' for c, r in summary['planted_regions'].items() if r)
+  faces = ('Real photos (FairFace) with a trait planted per class by a landmark warp'
+           if summary.get('faces') == 'real' else 'Synthetic faces plant one trait per class')
   section.blocks.append(_text(
-      f'Synthetic faces plant one trait per class in a known region ({planted}); the '
+      f'{faces} in a known region ({planted}); the '
       f'{summary.get("size", "")} model reached {summary["test_accuracy"]:.2f} test '
       f'accuracy. Recovery: the share of trait classes whose largest RQ1 effect (|Cohen\'s d| '
       f'against {summary["control"]}) lies in the planted region, and of correctly classified '
@@ -478,6 +498,8 @@ def _ground_truth_section(path, warnings) -> _Section:
   section.blocks.append(_figure(plots.ground_truth(summary), 'fig-ground-truth',
                                 'Recovery of the planted regions beside chance, and the '
                                 'model-randomisation check.'))
+  if data_dir is not None:
+    section.blocks += _planted_strip_blocks(data_dir, warnings)
   return section
 
 
@@ -539,7 +561,8 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
       lambda: _provenance_section(provenance, report_inputs.chain),
   ]
   if report_inputs.ground_truth is not None:
-    builders.insert(1, lambda: _ground_truth_section(report_inputs.ground_truth, warnings))
+    builders.insert(1, lambda: _ground_truth_section(report_inputs.ground_truth, warnings,
+                                                     report_inputs.data_dir))
   if report_inputs.evaluation is not None:
     from gestaltxai.viz.trust import trust_section  # pylint: disable=import-outside-toplevel
     builders.insert(-2, lambda: trust_section(report_inputs.evaluation, warnings))
