@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.records import make_record, write_record  # pylint: disable=wrong-import-position
-from gestaltxai.models import dlib_face_net_path, load_dlib_face_net  # pylint: disable=wrong-import-position
+from gestaltxai.models import (  # pylint: disable=wrong-import-position
+    dlib_face_net_path, load_dlib_face_net)
 
 NUM_CLASSES = 5
 FAIRFACE = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fairface400' / 'val'
@@ -42,7 +43,8 @@ def chips(count: int) -> tuple[np.ndarray, str]:
   """(count, 150, 150, 3) uint8 chips cut by dlib from FairFace, or random pixels."""
   import dlib  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
-  from gestaltxai.data.detect import PREDICTOR_5, model_path  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from gestaltxai.data.detect import PREDICTOR_5, model_path
   if not FAIRFACE.is_dir():
     return np.random.default_rng(0).integers(0, 256, (count, 150, 150, 3), np.uint8), 'random'
   detector = dlib.get_frontal_face_detector()
@@ -74,9 +76,10 @@ def median_seconds(fn, repeats: int) -> tuple[float, float]:
 
 
 def train_step_fn(batch: np.ndarray):
-  from gestaltxai.models.dlib_face_net import bgr_input_params  # pylint: disable=import-outside-toplevel
-  from gestaltxai.train import DataParallel, TrainState, make_optimizer  # pylint: disable=import-outside-toplevel
-  from gestaltxai.train.configs import DLIB  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from gestaltxai.models.dlib_face_net import bgr_input_params
+  from gestaltxai.train import DataParallel, TrainState, make_optimizer
+  from gestaltxai.train.configs import DLIB
   config = DLIB.replace(batch_size=len(batch))
   model = config.model.build(NUM_CLASSES)
   _, variables = load_dlib_face_net(num_classes=NUM_CLASSES)
