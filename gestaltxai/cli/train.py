@@ -58,8 +58,9 @@ def add_parser(commands) -> None:
                      help='a dataset made by `gestaltxai prepare`')
   train.add_argument('--out', type=pathlib.Path, required=True, help='RUNS folder (fold-K/ inside)')
   train.add_argument('--fold', default='1', help='a fold number or "all" (default 1)')
-  train.add_argument('--config', default='reference', help='reference (default), tiny or dlib (dlib\'s face ResNet, on a dataset '
-                     'prepared with --alignment dlib)')
+  train.add_argument('--config', default='reference',
+                     help="reference (default), tiny or dlib (dlib's face ResNet, on a dataset "
+                          'prepared with --alignment dlib)')
   train.add_argument('--weights', type=pathlib.Path,
                      help='resnet50_ft_weight.pkl (VGGFace2) or a trained fold folder')
   train.add_argument('--epochs', type=int_at_least(1), help="default: the configuration's")
