@@ -248,8 +248,13 @@ def test_report_inputs_must_come_from_its_table(study, tmp_path, capsys):
 # Tables written by hand: the checks of data and options need no model.
 
 
-def write_rows(path, rows):
+def write_rows(path, rows, normalised=False):
+  """A coefficient table; ``normalised`` adds RQ2's ``<region>_xai_norm`` columns (the
+  coefficients again: RQ2 only ranks them)."""
   header = ['image_name', 'fold', 'method', 'eye_xai', 'nose_xai', 'label', 'status']
+  if normalised:
+    header[5:5] = ['eye_xai_norm', 'nose_xai_norm']
+    rows = [[*row[:5], *row[3:5], *row[5:]] for row in rows]
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
     writer.writerow(header)
@@ -293,10 +298,15 @@ def test_impossible_options_are_refused(flags, fragment, tmp_path, capsys):
 
 
 def test_stats_keep_finished_work_and_leave_nothing_stale(tmp_path, capsys):
-  table = write_rows(tmp_path / 't.csv', hand_rows())  # the synthetic control: 'unaffected'
+  # The synthetic control, 'unaffected'; RQ2's columns, so that --hpo computes RQ2.
+  table = write_rows(tmp_path / 't.csv', hand_rows(), normalised=True)
   hpo = tmp_path / 'hpo'
   hpo.mkdir()
-  (hpo / 'wide_eyes.csv').write_text('image_name,Hypertelorism\nwide_eyes_0.png,2X\n')
+  # Every image graded, so each fold has the 4 annotated images RQ2's interval needs.
+  grades = ''.join(f'{label}_{i}.png,{grade}\n' for label, grade in (('wide_eyes', '2X'),
+                                                                     ('unaffected', ''))
+                   for i in range(6))
+  (hpo / 'wide_eyes.csv').write_text('image_name,Hypertelorism\n' + grades)
   out = tmp_path / 's'
   status, printed, err = run(['stats', '--table', table, '--hpo', hpo, '--out', out], capsys)
   assert status == 0 and 'control unaffected' in printed, err
