@@ -27,6 +27,7 @@ What is compared where definitions differ:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import time
 from importlib.metadata import version
@@ -62,6 +63,23 @@ def grid_regions(side=224, rows=5, cols=4):
   return (r[:, None] * cols + c[None, :] + 1).astype(np.int32)
 
 
+@contextlib.contextmanager
+def numpy1_quantile():
+  """PAIR saliency 0.2.1 calls ``np.quantile(..., interpolation=)``, which NumPy 2 removed
+  (it is ``method=`` now): the old keyword, for the duration of PAIR's calls only."""
+  quantile = np.quantile
+
+  def old_keyword(*args, interpolation=None, **kwargs):
+    return quantile(*args, **kwargs, **({} if interpolation is None else
+                                        {'method': interpolation}))
+
+  np.quantile = old_keyword
+  try:
+    yield
+  finally:
+    np.quantile = quantile
+
+
 def pair_section(model, variables, image, target, steps):
   import saliency.core as pair  # pylint: disable=import-outside-toplevel
   gradient = jax.jit(lambda x: jax.grad(
@@ -72,8 +90,9 @@ def pair_section(model, variables, image, target, steps):
     return {pair.INPUT_OUTPUT_GRADIENTS: np.asarray(gradient(jnp.asarray(batch, jnp.float32)))}
 
   x, t = jnp.asarray(image[None]), jnp.asarray([target])
-  theirs = pair.GuidedIG().GetMask(image, call_model_function, x_steps=steps, fraction=0.25,
-                                   max_dist=0.02)
+  with numpy1_quantile():
+    theirs = pair.GuidedIG().GetMask(image, call_model_function, x_steps=steps, fraction=0.25,
+                                     max_dist=0.02)
   ours = saliency.attribute('guided_integrated_gradients', model, variables, x, t, steps=steps)
   print(f'{"guided_integrated_gradients / PAIR GuidedIG":52s} {gaps(ours[0], theirs)}')
   theirs = pair.BlurIG().GetMask(image, call_model_function, max_sigma=50, steps=steps,
