@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gestaltxai.cli import listing
+
 #: Image side the printed costs are counted at (the VGGFace2 input).
 COST_IMAGE_SIZE = 224
 _HEADER = ('method', 'level', 'space', 'passes/img (fwd, bwd)', 'options (defaults)',
@@ -26,25 +28,20 @@ def _needs(entry) -> str:
 
 def markdown() -> str:
   """The table as Markdown (the README's copy is this output)."""
-  lines = ['| ' + ' | '.join(_HEADER) + ' |', '|' + '---|' * len(_HEADER)]
-  lines += ['| ' + ' | '.join(f'`{c}`' if i in (0, 4) and c != '-' else c
-                              for i, c in enumerate(row)) + ' |' for row in rows()]
-  return '\n'.join(lines)
+  return listing.markdown(_HEADER, rows(), code_columns=(0, 4))
 
 
 def run(args) -> None:
   if args.markdown:
     print(markdown())
     return
-  table = [_HEADER, *rows()]
-  widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER) - 1)]
-  for row in table:
-    print('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1])
-  print('\nlevel: what the model must provide (1 logits, 2 a split at named layers, 3 rule '
-        'support);\nlayer=None is the model\'s default layer; every method also takes key= and '
-        'dtype=;\n<required> options have no default (region methods: regions=, a (B, H, W) '
-        'int label map;\ntheir costs are counted at the face study\'s three players, eye, nose, '
-        'mouth).')
+  listing.print_table(
+      _HEADER, rows(),
+      'level: what the model must provide (1 logits, 2 a split at named layers, 3 rule '
+      'support);\nlayer=None is the model\'s default layer; every method also takes key= and '
+      'dtype=;\n<required> options have no default (region methods: regions=, a (B, H, W) '
+      'int label map;\ntheir costs are counted at the face study\'s three players, eye, nose, '
+      'mouth).')
 
 
 def add_parser(commands) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gestaltxai.cli import listing
+
 _HEADER = ('metric', 'needs', 'better', 'cost/img (fwd, explanations)', 'options (defaults)')
 
 
@@ -14,25 +16,20 @@ def rows() -> list[tuple[str, ...]]:
 
 
 def markdown() -> str:
-  lines = ['| ' + ' | '.join(_HEADER) + ' |', '|' + '---|' * len(_HEADER)]
-  lines += ['| ' + ' | '.join(f'`{c}`' if i in (0, 4) and c != '-' else c
-                              for i, c in enumerate(row)) + ' |' for row in rows()]
-  return '\n'.join(lines)
+  return listing.markdown(_HEADER, rows(), code_columns=(0, 4))
 
 
 def run(args) -> None:
   if args.markdown:
     print(markdown())
     return
-  table = [_HEADER, *rows()]
-  widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER) - 1)]
-  for row in table:
-    print('  '.join(c.ljust(w) for c, w in zip(row, widths)) + '  ' + row[-1])
-  print('\nneeds (besides images and targets): relevance (B, H, W) maps, coefficients (B, R) '
-        'per region,\nregions (B, H, W) labels, mask (B, H, W) and region_mask (B, R) the '
-        'ground truth, method the\nsaliency method run again; cost: forward passes and '
-        're-explanations per image beyond\nthe map judged (regions counted at 3, model '
-        'stages at 6). Higher or lower: which scores are better.')
+  listing.print_table(
+      _HEADER, rows(),
+      'needs (besides images and targets): relevance (B, H, W) maps, coefficients (B, R) '
+      'per region,\nregions (B, H, W) labels, mask (B, H, W) and region_mask (B, R) the '
+      'ground truth, method the\nsaliency method run again; cost: forward passes and '
+      're-explanations per image beyond\nthe map judged (regions counted at 3, model '
+      'stages at 6). Higher or lower: which scores are better.')
 
 
 def add_parser(commands) -> None:
