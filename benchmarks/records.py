@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import os
 import pathlib
 import platform
 import sys
 from typing import Any, Optional
 
-from gestaltxai.viz import inputs as viz_inputs
+from gestaltxai.artifacts import benchmark_records
 
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / 'results.jsonl'
 _VERSIONED = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'captum', 'zennit')
@@ -89,13 +88,9 @@ def make_record(benchmark: str, name: str, *, images_per_s: float, batch_size: i
 
 def write_record(record: dict[str, Any], path: Optional[os.PathLike] = None) -> None:
   """Appends one record as a JSON line (NaN written as null)."""
-  path = pathlib.Path(path or DEFAULT_PATH)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in record.items()}
-  with open(path, 'a', encoding='utf-8') as f:
-    f.write(json.dumps(clean, sort_keys=True) + '\n')
+  benchmark_records.append_record(path or DEFAULT_PATH, record)
 
 
 def read_records(path: Optional[os.PathLike] = None) -> list[dict[str, Any]]:
   """The records of a JSON-lines file, oldest first; a malformed line names its number."""
-  return viz_inputs.read_records(path or DEFAULT_PATH)
+  return benchmark_records.read_records(path or DEFAULT_PATH)

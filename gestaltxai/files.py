@@ -30,6 +30,15 @@ def write_json(path: pathlib.Path, value: Any) -> None:
   atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1, default=json_default)))
 
 
+def read_json(path: pathlib.Path, what: str) -> Any:
+  """A JSON file; a corrupt one is a ValueError naming the file (and what it is)."""
+  try:
+    return json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
+  except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    raise ValueError(f'{path}: the {what} is not readable JSON ({err}); rewrite it with the '
+                     'command that made it') from None
+
+
 def save_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
   """``np.savez`` to exactly ``path`` (given a name, NumPy would append ``.npz``)."""
   with open(path, 'wb') as f:

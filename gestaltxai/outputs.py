@@ -15,14 +15,12 @@ import pathlib
 import shutil
 from typing import Mapping, Sequence
 
+from gestaltxai.artifacts import coefficient_table
 from gestaltxai.files import differences, json_default
 
 #: Bytes written to probe an output folder: a read-only folder, a full disk or a tight
 #: file-size limit shows here (a disk that fills during the run shows at the next save).
 PROBE_BYTES = 1 << 16
-#: Files ``gestaltxai train`` writes into RUNS from the folds (``gestaltxai evaluate``):
-#: stale once a fold is retrained.
-RUNS_SUMMARIES = ('summary.json', 'confusion.png')
 
 
 def remove(paths: Sequence[pathlib.Path]) -> None:
@@ -62,12 +60,6 @@ def check_writable(directory: pathlib.Path) -> None:
       pass
 
 
-def table_files(table: pathlib.Path) -> list[pathlib.Path]:
-  """The files a finished extraction owns beside nothing else: table, provenance, maps."""
-  table = pathlib.Path(table)
-  return [table, table.with_suffix('.json'), table.with_suffix('.maps.npz')]
-
-
 def claim_table(table: pathlib.Path, shards: pathlib.Path, arguments: Mapping,
                 overwrite: bool) -> None:
   """Lets an extraction start, resume (same arguments in ``shards``), or replace a table.
@@ -87,5 +79,5 @@ def claim_table(table: pathlib.Path, shards: pathlib.Path, arguments: Mapping,
       return
   shards = pathlib.Path(shards)
   started = shards.is_dir() and any(shards.iterdir())
-  owned = [*table_files(table), *([shards] if started else [])]
+  owned = [*coefficient_table.finished_files(table), *([shards] if started else [])]
   claim(owned, overwrite, 'a finished coefficient table (its provenance says what made it)')

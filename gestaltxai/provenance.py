@@ -30,6 +30,9 @@ import json
 import pathlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from gestaltxai.files import read_json
+from gestaltxai.artifacts import coefficient_table, run_folder
+
 #: The key under which artefacts keep their provenance record.
 KEY = 'provenance'
 #: The stats folder's record of what it was made from.
@@ -38,7 +41,6 @@ STATS_FILE = 'provenance.json'
 SHOWN = 12
 #: The orbax item of a checkpoint that holds its JSON metadata.
 _CHECKPOINT_METADATA = pathlib.Path('metadata') / 'metadata'
-_METRICS_FILE = 'metrics.json'
 
 
 def digest(value: Any) -> str:
@@ -69,15 +71,6 @@ def file_fingerprint(path: pathlib.Path) -> str:
 
 def short(fingerprint: Optional[str]) -> str:
   return fingerprint[:SHOWN] if fingerprint else 'none recorded'
-
-
-def read_json(path: pathlib.Path, what: str) -> Any:
-  """A JSON file; a corrupt one is a ValueError naming the file (and what it is)."""
-  try:
-    return json.loads(pathlib.Path(path).read_text(encoding='utf-8'))
-  except (json.JSONDecodeError, UnicodeDecodeError) as err:
-    raise ValueError(f'{path}: the {what} is not readable JSON ({err}); rewrite it with the '
-                     'command that made it') from None
 
 
 # Datasets.
@@ -196,11 +189,10 @@ def recorded_runs(runs: pathlib.Path, skip: Sequence[str] = (),
   """{fold folder name: its provenance} of every ``fold-K`` under ``runs`` with metrics
   (``{}`` for a fold that records none, unless ``required``: then an error)."""
   found = {}
-  for path in sorted(pathlib.Path(runs).glob(f'fold-*/{_METRICS_FILE}')):
-    if path.parent.name not in skip:
-      metrics = read_json(path, 'fold metrics')
-      found[path.parent.name] = (_recorded_run(metrics, path) if required
-                                 else dict(metrics.get(KEY) or {}))
+  for name, path in run_folder.metrics_paths(runs).items():
+    if name not in skip:
+      record = run_folder.read_metrics(path).provenance
+      found[name] = _recorded_run({KEY: record}, path) if required else record
   return found
 
 
@@ -213,12 +205,13 @@ def check_runs_folder(runs: pathlib.Path, record: Mapping, fold_name: str) -> No
                        f'from one dataset: train into another --out than {runs}')
 
 
-def check_one_dataset(runs: pathlib.Path, results: Mapping[str, Mapping]) -> None:
+def check_one_dataset(runs: pathlib.Path,
+                      results: Mapping[str, run_folder.FoldMetrics]) -> None:
   """Refuses to summarise folds (``{fold name: metrics}``) of different datasets."""
-  records = {name: dict(metrics.get(KEY) or {}) for name, metrics in results.items()}
-  if not any(records.values()):
+  if not any(metrics.provenance for metrics in results.values()):
     return  # folds of an earlier gestaltxai record nothing to compare
-  records = {name: _recorded_run(metrics, pathlib.Path(runs) / name / _METRICS_FILE)
+  records = {name: _recorded_run({KEY: metrics.provenance},
+                                 run_folder.fold_dir(runs, metrics.fold) / run_folder.METRICS_FILE)
              for name, metrics in results.items()}
   first_name, first = next(iter(records.items()))
   for name, record in records.items():
@@ -280,10 +273,10 @@ def table_record(dataset_record_: Optional[Mapping], runs: Mapping[int, Mapping]
 def read_table_provenance(table: pathlib.Path,
                           path: Optional[pathlib.Path] = None) -> Optional[dict]:
   """The provenance in ``TABLE.json`` (or ``path``), None where there is none."""
-  path = pathlib.Path(path) if path else pathlib.Path(table).with_suffix('.json')
+  path = pathlib.Path(path) if path else coefficient_table.provenance_path(table)
   if not path.is_file():
     return None
-  record = read_json(path, 'table provenance')
+  record = coefficient_table.read_provenance(path)
   return record.get(KEY) if isinstance(record, dict) else None
 
 
@@ -322,19 +315,11 @@ def check_stats(directory: pathlib.Path, table: pathlib.Path) -> dict:
   return recorded
 
 
-def maps_record(table: pathlib.Path) -> str:
-  """The maps file's provenance entry (JSON text, so the .npz stays free of pickles)."""
-  return json.dumps(made_from_table(table))
-
-
 def check_maps(maps: pathlib.Path, table: pathlib.Path) -> dict:
-  import numpy as np  # pylint: disable=import-outside-toplevel
   try:
-    with np.load(maps, allow_pickle=False) as archive:
-      text = str(archive[KEY]) if KEY in archive.files else None
-  except (OSError, ValueError) as err:
-    raise ValueError(f'--maps {maps}: not a readable maps file ({err})') from None
-  recorded = json.loads(text) if text else None
+    recorded = coefficient_table.read_maps_provenance(maps)
+  except ValueError as err:
+    raise ValueError(f'--maps {err}') from None
   _check_table(recorded, table, f'--maps {maps}',
                'give the maps file written beside this table by `gestaltxai extract`')
   return recorded
@@ -364,7 +349,7 @@ def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping]
   # Runs that record nothing can be checked against a table that records nothing by classes.
   found = recorded_runs(runs, required=bool(table_dataset))
   if not found:
-    raise FileNotFoundError(f'--runs {runs}: no fold-K/{_METRICS_FILE} (written by '
+    raise FileNotFoundError(f'--runs {runs}: no fold-K/{run_folder.METRICS_FILE} (written by '
                             '`gestaltxai train`)')
   table_runs = (table_provenance or {}).get('runs') or {}
   for name, record in found.items():
@@ -372,17 +357,17 @@ def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping]
       raise ValueError(_dataset_mismatch(f'--runs {pathlib.Path(runs) / name}', record,
                                          table_provenance['dataset'], f'--table {table}\'s')
                        + '; give the runs the table was extracted with')
-    saved = table_runs.get(name.removeprefix('fold-'), {}).get('run')
+    saved = table_runs.get(str(run_folder.fold_number(name)), {}).get('run')
     if saved and saved != record.get('run'):
       raise ValueError(f'--runs {pathlib.Path(runs) / name} is run {short(record.get("run"))}; '
                        f'--table {table} was extracted with run {short(saved)}: give the runs '
                        'the table was extracted with')
   if not table_dataset:
     for name, record in found.items():
-      metrics = read_json(pathlib.Path(runs) / name / _METRICS_FILE, 'fold metrics')
-      confusion = (metrics.get('test') or {}).get('confusion') or []
-      if 'classes' in metrics:
-        _check_classes(metrics['classes'], table_classes, f'--runs {runs}/{name}', table)
+      metrics = run_folder.read_metrics(run_folder.metrics_paths(runs)[name])
+      confusion = metrics.test.get('confusion') or []
+      if metrics.classes:
+        _check_classes(metrics.classes, table_classes, f'--runs {runs}/{name}', table)
       elif confusion and len(confusion) != len(list(table_classes)):
         raise ValueError(f'--runs {runs}/{name} has a {len(confusion)}-class confusion matrix; '
                          f'--table {table} has {len(list(table_classes))} classes: give the '
@@ -438,7 +423,8 @@ def check_report_inputs(table: pathlib.Path, table_classes: Iterable[str], *,
   recorded = read_table_provenance(table, table_provenance_path)
   described = (recorded or {}).get('table')
   if described and described != file_fingerprint(table):
-    raise ValueError(f'{table_provenance_path or table.with_suffix(".json")} describes table '
+    raise ValueError(f'{table_provenance_path or coefficient_table.provenance_path(table)} '
+                     f'describes table '
                      f'{short(described)}; --table {table} is {short(file_fingerprint(table))}: '
                      'give the provenance written beside this table by `gestaltxai extract`')
   stats_record = check_stats(stats, table) if stats is not None else None

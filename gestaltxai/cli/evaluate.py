@@ -14,7 +14,8 @@ def run(args) -> None:
   note = provenance.fold_count_note(args.runs)
   if note:
     print(note)
-  print(f'{args.runs / "summary.json"}, {args.runs / "confusion.png"}')
+  from gestaltxai.artifacts import run_folder
+  print(', '.join(str(args.runs / name) for name in run_folder.SUMMARIES))
   del summary
 
 

@@ -46,7 +46,7 @@ def _finish(job, done: dict) -> None:
   from pyarrow import csv as pa_csv
 
   from gestaltxai import extract
-  from gestaltxai.stats.table import OK
+  from gestaltxai.artifacts.coefficient_table import OK
   if done['missing']:
     print(f'{len(done["missing"])} shards are left for other processes; the table is written '
           'by whichever finishes last (or by this command run again)')

@@ -19,7 +19,7 @@ def run(args) -> None:
   # Every input given must exist and come from this table (its dataset, runs, maps).
   chain = provenance.check_report_inputs(
       args.table, table.classes, runs=args.runs, stats=args.stats, maps=args.maps,
-      default_maps=report_inputs.sidecar(args.table, '.maps.npz'), data_dir=args.data_dir,
+      default_maps=report_inputs.find_maps(args.table), data_dir=args.data_dir,
       table_provenance_path=args.provenance)
   if args.bench is not None:
     report_inputs.read_records(args.bench)  # missing or malformed: an error, not a warning

@@ -30,7 +30,7 @@ def run(args) -> None:
                        f'1..{dataset.num_folds}')
   if args.overwrite and jax.process_index() == 0:  # every file of the folds trained again
     from gestaltxai import outputs
-    from gestaltxai.train.loop import fold_dir
+    from gestaltxai.artifacts.run_folder import fold_dir
     outputs.remove([fold_dir(args.out, fold) for fold in folds])
   lead = jax.process_index() == 0
   if lead:

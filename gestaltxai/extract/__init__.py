@@ -16,7 +16,8 @@ from gestaltxai.extract.spec import (COEFFICIENT_SUFFIX, NORMALIZED_SUFFIX, REGI
                                      RQ2_REGIONS, MethodSpec, columns, method_specs,
                                      parse_method_options)
 from gestaltxai.extract.step import DeviceSteps, method_step, predict_step
-from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
+from gestaltxai.artifacts.coefficient_table import FORMATS
+from gestaltxai.extract.store import Shard, ShardStore, plan_shards
 
 __all__ = ['COEFFICIENT_SUFFIX', 'DeviceSteps', 'EXAMPLES', 'Extraction', 'FORMATS',
            'MethodSpec', 'ModelSource', 'NORMALIZED_SUFFIX', 'NO_FOLD', 'REFERENCE_METHODS',

@@ -41,7 +41,8 @@ from gestaltxai.stats.options import DEFAULT_CONTROL
 from gestaltxai.models import load_vggface2
 from gestaltxai.models.contract import explainable
 from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
-from gestaltxai.stats.table import OK
+from gestaltxai.artifacts import coefficient_table as table_files
+from gestaltxai.artifacts.coefficient_table import OK
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
 REFERENCE_METHODS = paper.EXTRACTED_METHODS
@@ -50,8 +51,6 @@ NO_FOLD = 0
 #: Images whose relevance maps the maps file keeps for the report's overlays: the
 #: first usable ones of the first shard.
 EXAMPLES = 6
-#: Keys of the maps file (and of the first shard's) holding the examples.
-EXAMPLES_PREFIX = 'examples/'
 _VGGFACE2_SIZE = 224
 
 
@@ -361,9 +360,9 @@ class Extraction:
     count = len(next(iter(kept.values())))  # min(EXAMPLES, batch size)
     rows = [r for r in range(count) if batch['usable'][r]]
     rgb = (batch['image'][rows] + np.asarray(part['mean_bgr'], np.float32))[..., ::-1]
-    return {f'{EXAMPLES_PREFIX}names': np.array([batch['name'][r] for r in rows]),
-            f'{EXAMPLES_PREFIX}images': np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
-            **{f'{EXAMPLES_PREFIX}{name}': maps[rows] for name, maps in kept.items()}}
+    return table_files.example_arrays(table_files.Examples(
+        [batch['name'][r] for r in rows], np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
+        {name: maps[rows] for name, maps in kept.items()}))
 
   def _status(self, problem: str, finite: bool, coefficients: np.ndarray) -> str:
     if problem:
@@ -437,29 +436,24 @@ class Extraction:
       for key, value in self.store.maps(shard).items():
         if key != 'methods':
           totals[key] = totals[key] + value if key in totals else value
-    out = {'classes': np.array(self.classes)}
     counts = totals.get('class_counts')
+    class_mean = {}
     for m, spec in enumerate(self.methods):
       key = f'class_sums/{spec.name}'
       if key in totals:
-        out[f'class_mean/{spec.name}'] = (totals[key] / np.maximum(counts[m], 1)[:, None, None]
-                                          ).astype(np.float32)
+        class_mean[spec.name] = (totals[key] / np.maximum(counts[m], 1)[:, None, None]
+                                 ).astype(np.float32)
+    mean_image = None
     if 'image_sums' in totals:
       mean = totals['image_sums'] / np.maximum(totals['image_counts'], 1)[:, None, None, None]
-      out['mean_image'] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+      mean_image = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     # Only the first shard holds examples, so its arrays came through the sum unchanged.
-    out.update({k: v for k, v in totals.items() if k.startswith(EXAMPLES_PREFIX)})
-    out[chain.KEY] = np.array(chain.maps_record(self.table))
-    atomic_write(maps_path(self.table), lambda p: save_npz(p, out))
+    examples = {k: v for k, v in totals.items() if table_files.is_example_key(k)}
+    table_files.write_maps(self.table, self.classes, class_mean, mean_image, examples,
+                           chain.made_from_table(self.table))
 
 
-def provenance_path(table: pathlib.Path) -> pathlib.Path:
-  """``TABLE.json`` beside ``TABLE.parquet`` (or ``.csv``)."""
-  return table.with_suffix('.json')
-
-
-def maps_path(table: pathlib.Path) -> pathlib.Path:
-  return table.with_suffix('.maps.npz')
+provenance_path, maps_path = table_files.provenance_path, table_files.maps_path
 
 
 def _versions() -> dict[str, str]:
@@ -543,7 +537,7 @@ def extraction(data_dir, out, *, runs=None, weights=None,
       if not 1 <= fold <= dataset.num_folds:
         raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
                          f'1..{dataset.num_folds}')
-    from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
+    from gestaltxai.artifacts.run_folder import fold_dir  # pylint: disable=import-outside-toplevel
     sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
                for fold in folds}
     roles = _check_roles(roles)

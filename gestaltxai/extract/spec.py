@@ -19,8 +19,8 @@ from gestaltxai.saliency.registry import METHODS, Method, get_method
 # The table's column names and a complete row's status are its reader's: ``eye_xai``
 # (RQ1), ``eye_xai_norm`` (RQ2: relevance min-max normalised per image first),
 # ``p_<class>``, ``ok``.
-from gestaltxai.stats.table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
-from gestaltxai.stats.table import RAW_SUFFIX as COEFFICIENT_SUFFIX
+from gestaltxai.artifacts.coefficient_table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
+from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 
 #: Options the table's regions fill in for region methods (their players).
 REGION_OPTIONS = ('regions', 'num_regions', 'background')

@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from gestaltxai.artifacts.coefficient_table import FORMATS
 from gestaltxai.files import atomic_write, differences, json_default, save_npz, write_json
 
 MANIFEST = 'manifest.json'
-FORMATS = ('parquet', 'csv')
 
 
 @dataclasses.dataclass(frozen=True)

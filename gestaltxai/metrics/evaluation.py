@@ -46,7 +46,8 @@ from gestaltxai.extract import spec as specs
 from gestaltxai.extract.run import (ModelSource, RegionMaps, _concatenate, _key,
                                     best_epoch_dir, dataset_fingerprint)
 from gestaltxai.extract.step import predict_step
-from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
+from gestaltxai.artifacts.coefficient_table import FORMATS
+from gestaltxai.extract.store import Shard, ShardStore, plan_shards
 from gestaltxai.files import write_json
 from gestaltxai.metrics.declared import BoundMethod
 from gestaltxai.metrics.faithfulness import coefficient_map
@@ -378,7 +379,7 @@ def evaluation(data_dir, out, *, runs=None, weights=None, methods: Sequence[str]
   method_list = specs.method_specs(list(methods) or list(REFERENCE_METHODS), method_options)
   metric_list = metric_specs(list(metrics), metric_options, ground_truth=bool(planted))
   if runs is not None:
-    from gestaltxai.train.loop import fold_dir  # pylint: disable=import-outside-toplevel
+    from gestaltxai.artifacts.run_folder import fold_dir  # pylint: disable=import-outside-toplevel
     folds = sorted(folds or range(1, dataset.num_folds + 1))
     sources = {f: ModelSource(best_epoch_dir(fold_dir(runs, f)), True) for f in folds}
     # The held-out images, as extraction takes them.

@@ -24,7 +24,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from gestaltxai.stats.rq1 import Rq1Test
-from gestaltxai.stats.table import RAW_SUFFIX, CoefficientTable
+from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX, CoefficientTable
 
 
 @dataclasses.dataclass(frozen=True)

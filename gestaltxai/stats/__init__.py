@@ -15,7 +15,7 @@ from gestaltxai.stats.rq1 import (Rq1Config, Rq1Summary, Rq1Test, bonferroni, ch
 from gestaltxai.stats.rq1 import summarize as summarize_rq1
 from gestaltxai.stats.rq2 import Rq2Config, Rq2Correlation, Rq2Summary, rq2, spearman
 from gestaltxai.stats.rq2 import summarize as summarize_rq2
-from gestaltxai.stats.table import CoefficientTable, read_table
+from gestaltxai.artifacts.coefficient_table import CoefficientTable, read_table
 
 __all__ = ['CoefficientTable', 'HpoAnnotations', 'NothingComputed', 'Results', 'Rq1Config',
            'Rq1Summary', 'Rq1Test', 'Rq2Config', 'Rq2Correlation', 'Rq2Summary', 'Skipped',

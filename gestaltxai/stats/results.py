@@ -15,7 +15,7 @@ from gestaltxai.stats import rq1 as rq1_lib
 from gestaltxai.stats import rq2 as rq2_lib
 from gestaltxai.stats.hpo import HpoAnnotations
 from gestaltxai.stats.records import Skipped, read_rows, write_rows, write_table
-from gestaltxai.stats.table import CoefficientTable
+from gestaltxai.artifacts.coefficient_table import CoefficientTable
 
 RQ1_FILE, RQ1_SUMMARY_FILE = 'rq1.csv', 'rq1_summary.csv'
 RQ2_FILE, RQ2_SUMMARY_FILE = 'rq2.csv', 'rq2_summary.csv'

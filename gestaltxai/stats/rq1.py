@@ -27,7 +27,7 @@ from scipy import stats
 
 from gestaltxai import paper
 from gestaltxai.stats.records import Skipped
-from gestaltxai.stats.table import RAW_SUFFIX, CoefficientTable
+from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX, CoefficientTable
 
 #: Shapiro-Wilk needs three values; fewer make a class untestable.
 MIN_IMAGES = 3

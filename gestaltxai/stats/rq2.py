@@ -22,7 +22,7 @@ from scipy import stats
 from gestaltxai.stats.hpo import HpoAnnotations, image_key
 from gestaltxai.stats.records import Skipped
 from gestaltxai.stats.rq1 import chosen_methods
-from gestaltxai.stats.table import NORMALIZED_SUFFIX, CoefficientTable
+from gestaltxai.artifacts.coefficient_table import NORMALIZED_SUFFIX, CoefficientTable
 
 #: Fisher's z interval has standard error 1 / sqrt(n - 3): four images at least.
 MIN_IMAGES = 4

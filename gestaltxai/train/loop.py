@@ -6,18 +6,12 @@ out and scored (``test`` in ``metrics.json``, the contract's name): on
 NIH-Faces the reference's ``val`` both selects and is scored, on our own
 builders ``val`` selects and ``test`` is scored.
 
-``RUNS/fold-K/`` after a run:
-
-* ``checkpoints/<epoch>/``: orbax checkpoints of the latest and the chosen epoch
-  (:mod:`gestaltxai.train.checkpoints`);
-* ``metrics.json``: ``{"config", "fold", "classes", "roles", "epochs": [{epoch,
-  train_loss, train_accuracy, val_loss, val_accuracy, learning_rate,
-  seconds}], "best_epoch", "test": {accuracy, macro_f1, weighted_f1,
-  confusion, split, images, selection}}``, rewritten after every epoch
-  (``test`` once the run ends); ``best_epoch`` is the chosen epoch (the best
-  on the select split; with ``selection='inner'`` on a share of the training
-  images kept out of training; with ``selection='last'`` the last);
-* ``confusion.png``: the held-out confusion matrix of the chosen epoch.
+``RUNS/fold-K/`` after a run is laid out by :mod:`gestaltxai.artifacts.run_folder`:
+orbax checkpoints of the latest and the chosen epoch, ``metrics.json``
+rewritten after every epoch (``test`` once the run ends) and the held-out
+confusion figure. ``best_epoch`` is the chosen epoch (the best on the select
+split; with ``selection='inner'`` on a share of the training images kept out of
+training; with ``selection='last'`` the last).
 
 The same call on a folder that holds checkpoints resumes from the latest
 one: model, optimizer and schedule position, and the data iterator (the
@@ -38,8 +32,10 @@ import numpy as np
 from gestaltxai.data.align import ALIGNMENT_SIZES
 from gestaltxai.data.pipeline import (FaceDataset, batch_dataset, cache_records, iterate,
                                       plan_batches)
-from gestaltxai.files import differences, write_json
+from gestaltxai.files import differences
 from gestaltxai import outputs, provenance as chain
+from gestaltxai.artifacts import run_folder
+from gestaltxai.artifacts.run_folder import FoldMetrics, fold_dir
 from gestaltxai.train import checkpoints as ckpt
 from gestaltxai.train.config import ModelConfig, TrainConfig
 from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confusion, scores,
@@ -47,15 +43,9 @@ from gestaltxai.train.metrics import (confusion_matrix, format_table, plot_confu
 from gestaltxai.train.optim import HEAD, epoch_schedule, make_optimizer
 from gestaltxai.train.step import DataParallel, TrainState, host_value
 
-METRICS_FILE = 'metrics.json'
-CONFUSION_FIGURE = 'confusion.png'
 #: Config fields a resumed run may change: they do not change what is computed. (The
 #: number of decoding workers shapes the saved iterator state, so it must stay.)
 RESUMABLE_CHANGES = ('epochs', 'cache')
-
-
-def fold_dir(runs: pathlib.Path, fold: int) -> pathlib.Path:
-  return pathlib.Path(runs) / f'fold-{fold}'
 
 
 def initial_variables(model, config: TrainConfig, num_classes: int,
@@ -249,9 +239,9 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   create = jax.jit(lambda v: TrainState.create(v, tx), out_shardings=parallel.replicated)
   key = jax.random.PRNGKey(config.seed)
   latest = checkpoints.latest_step()
-  if latest is None and (out / METRICS_FILE).exists():
-    raise FileExistsError(f'{out} holds a run\'s {METRICS_FILE} but no checkpoint: give '
-                          '--overwrite to train it again, or choose another --out')
+  if latest is None and (out / run_folder.METRICS_FILE).exists():
+    raise FileExistsError(f'{out} holds a run\'s {run_folder.METRICS_FILE} but no checkpoint: '
+                          'give --overwrite to train it again, or choose another --out')
   if latest is None:
     state = create(parallel.replicate(
         initial_variables(model, config, len(classes), weights, key, mean_bgr)))
@@ -271,7 +261,7 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
 
   lead = jax.process_index() == 0
   if lead and len(history) < config.epochs:  # evaluate's summary of the folds goes stale
-    outputs.remove([pathlib.Path(runs) / name for name in outputs.RUNS_SUMMARIES])
+    outputs.remove([pathlib.Path(runs) / name for name in run_folder.SUMMARIES])
   rate = epoch_schedule(config, steps_per_epoch, config.learning_rate)
   bar = _progress_bar(progress and lead, (config.epochs - len(history)) * steps_per_epoch,
                       f'fold {fold}')
@@ -289,9 +279,8 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
         **identity, 'epoch': epoch, 'best_epoch': best, 'history': history,
         'best_val_accuracy': next(h['val_accuracy'] for h in history if h['epoch'] == best)})
     if lead:
-      write_json(out / METRICS_FILE, {'config': identity['config'], 'fold': fold,
-                                      'classes': classes, 'epochs': history, 'best_epoch': best,
-                                      chain.KEY: made_from})
+      run_folder.write_metrics(runs, FoldMetrics(fold, identity['config'], list(classes),
+                                                 history, best, provenance=made_from))
     _log_epoch(log if not bar else bar.write, fold, config.epochs, history[-1])
   if bar:
     bar.close()
@@ -302,14 +291,16 @@ def train_fold(dataset: FaceDataset, fold: int, config: TrainConfig, runs: pathl
   checkpoints.close()
   test = evaluators['held_out'](variables)
   confusion = confusion_matrix(test['labels'], test['predicted'], len(classes))
-  result = {'config': identity['config'], 'fold': fold, 'classes': classes,
-            'roles': roles.to_dict(), 'epochs': history, 'best_epoch': best,
-            'test': {**scores(confusion), 'loss': test['loss'], 'confusion': confusion.tolist(),
-                     'split': roles.held_out, 'images': int(len(splits['held_out'])),
-                     'selection': config.selection}}
+  metrics = FoldMetrics(
+      fold, identity['config'], list(classes), history, best,
+      test={**scores(confusion), 'loss': test['loss'], 'confusion': confusion.tolist(),
+            'split': roles.held_out, 'images': int(len(splits['held_out'])),
+            'selection': config.selection},
+      roles=roles.to_dict(), provenance=made_from)
+  result = metrics.to_json(with_provenance=False)
   if lead:
-    write_json(out / METRICS_FILE, {**result, chain.KEY: made_from})
-    plot_confusion(confusion, classes, out / CONFUSION_FIGURE,
+    run_folder.write_metrics(runs, metrics)
+    plot_confusion(confusion, classes, out / run_folder.CONFUSION_FIGURE,
                    f'fold {fold}, epoch {best}: held-out ({roles.held_out}) accuracy '
                    f'{result["test"]["accuracy"]:.3f}')
   log(f'fold {fold}: {config.selection} epoch {best}, held-out ({roles.held_out}, '
@@ -362,9 +353,6 @@ def _advance(bar, loss: float, batch_size: int, started: float, steps: int) -> N
     bar.update(1)
 
 
-SUMMARY_FILE = 'summary.json'
-
-
 def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
   """Summarises the tested folds under ``runs``: writes summary.json and confusion.png.
 
@@ -372,28 +360,24 @@ def evaluate_runs(runs: pathlib.Path) -> tuple[dict, str]:
     The summary ({'folds', 'mean', 'std', 'classes', 'confusion'}) and its table as text.
   """
   runs = pathlib.Path(runs)
-  found = sorted(runs.glob(f'fold-*/{METRICS_FILE}'), key=lambda p: int(p.parent.name[5:]))
-  if not found:
-    raise FileNotFoundError(f'no fold-K/{METRICS_FILE} under {runs} (written by '
-                            '`gestaltxai train`)')
-  results = {p.parent.name: chain.read_json(p, 'fold metrics') for p in found}
-  unfinished = [name for name, result in results.items() if 'test' not in result]
+  results = run_folder.read_runs(runs)
+  unfinished = [name for name, result in results.items() if not result.finished]
   if unfinished:
     raise ValueError(f'{", ".join(unfinished)} under {runs} not finished: no test result yet '
                      '(run `gestaltxai train` again to resume)')
   chain.check_one_dataset(runs, results)
-  classes = {tuple(result['classes']) for result in results.values()}
+  classes = {tuple(result.classes) for result in results.values()}
   if len(classes) > 1:
     raise ValueError(f'the folds under {runs} disagree on the classes: {sorted(classes)}')
-  summary = summarize({name: result['test'] for name, result in results.items()})
-  confusion = np.sum([result['test']['confusion'] for result in results.values()], axis=0)
+  summary = summarize({name: result.test for name, result in results.items()})
+  confusion = np.sum([result.test['confusion'] for result in results.values()], axis=0)
   summary.update(classes=list(classes.pop()), confusion=confusion.tolist(),
-                 best_epochs={name: result['best_epoch'] for name, result in results.items()},
-                 held_out={name: {key: result['test'].get(key)
+                 best_epochs={name: result.best_epoch for name, result in results.items()},
+                 held_out={name: {key: result.test.get(key)
                                   for key in ('split', 'images', 'selection')}
                            for name, result in results.items()})
-  write_json(runs / SUMMARY_FILE, summary)
-  plot_confusion(confusion, summary['classes'], runs / CONFUSION_FIGURE,
+  run_folder.write_summary(runs, summary)
+  plot_confusion(confusion, summary['classes'], runs / run_folder.CONFUSION_FIGURE,
                  f'{", ".join(results)}: mean held-out accuracy {summary["mean"]["accuracy"]:.3f}')
   return summary, format_table(summary) + '\n' + _held_out_line(summary['held_out'])
 

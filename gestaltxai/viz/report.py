@@ -28,14 +28,13 @@ from gestaltxai.stats import results as results_lib
 from gestaltxai.stats.records import Skipped
 from gestaltxai.stats.rq1 import Rq1Config, Rq1Test
 from gestaltxai.stats.rq2 import Rq2Correlation
-from gestaltxai.stats.table import CoefficientTable, read_table
+from gestaltxai.artifacts.coefficient_table import CoefficientTable, read_table
 from gestaltxai.viz import inputs, maps, plots
 
 FIGURE_DPI = 100
 #: Methods per overlay grid (columns) and per face grid (rows), so panels stay legible.
 METHODS_PER_FIGURE = 7
 _TEMPLATE = pathlib.Path(__file__).parent / 'templates' / 'report.html'
-_MAPS_SUFFIX, _PROVENANCE_SUFFIX = '.maps.npz', '.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -541,15 +540,14 @@ def build_report(report_inputs: ReportInputs) -> tuple[str, list[str]]:
   if report_inputs.stats is not None and report_inputs.hpo is not None:
     warnings.append(f'--hpo {report_inputs.hpo} is not used: RQ2 comes from --stats '
                     f'{report_inputs.stats}')
-  maps_path = report_inputs.maps or inputs.sidecar(report_inputs.table, _MAPS_SUFFIX)
+  maps_path = report_inputs.maps or inputs.find_maps(report_inputs.table)
   map_set = None
   if maps_path is not None:
     try:
       map_set = inputs.read_maps(maps_path)
     except (OSError, ValueError) as err:
       warnings.append(f'maps {maps_path}: {err}')
-  provenance = report_inputs.provenance or inputs.sidecar(report_inputs.table,
-                                                         _PROVENANCE_SUFFIX)
+  provenance = report_inputs.provenance or inputs.find_provenance(report_inputs.table)
   builders: list[Callable[[], _Section]] = [
       lambda: _data_section(table, report_inputs.data_dir, warnings),
       lambda: _training_section(report_inputs.runs, table.classes, warnings),
