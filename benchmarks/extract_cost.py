@@ -36,9 +36,7 @@ import numpy as np
 from benchmarks.records import make_record, write_record
 from gestaltxai import extract
 from gestaltxai.data import builders, synthetic
-from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
-from gestaltxai.extract import spec as specs
-from gestaltxai.extract.run import RegionMaps
+from gestaltxai.data.pipeline import FaceDataset
 from gestaltxai.models import random_vggface2_state_dict
 
 #: size -> (images, batch size, methods) when not given.
@@ -64,15 +62,9 @@ def model_source(size: str, dataset: FaceDataset, work: pathlib.Path) -> dict:
 
 def compute_only_seconds(job: extract.Extraction, repeats: int) -> dict[str, float]:
   """Median seconds of the prediction and of each method on one device-resident batch."""
-  loaded = job.sources[extract.NO_FOLD].load(job.dtype, job.classes, job.dataset)
-  steps = extract.DeviceSteps(loaded.model, loaded.variables, job.methods,
-                              len(job.region_set.names), len(specs.RQ2_REGIONS.names),
-                              len(job.classes), job.batch_size)
-  plan = plan_batches(job.fold_indices[extract.NO_FOLD][:job.batch_size], job.batch_size,
-                      remainder='pad')
-  host = batch_dataset(job.dataset, plan, mean_bgr=loaded.mean_bgr,
-                       image_size=loaded.image_size).map(RegionMaps(job.region_set))[0]
-  batch = steps.put(host)
+  setup = job.fold_setup(extract.NO_FOLD, job.shards[:1])
+  steps = setup.steps
+  batch = steps.put(setup.batches[0])
   key = jax.random.PRNGKey(_SEED)
 
   def timed(call) -> float:

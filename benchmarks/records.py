@@ -27,13 +27,13 @@ images/s and the ratio to it); readers ignore fields they do not know.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import os
 import pathlib
 import platform
 import sys
 from typing import Any, Optional
 
+from gestaltxai import provenance
 from gestaltxai.artifacts import benchmark_records
 
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / 'results.jsonl'
@@ -42,13 +42,7 @@ _VERSIONED = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'captum', 'zen
 
 def versions() -> dict[str, str]:
   """Python and the installed versions of the packages a measurement depends on."""
-  found = {'python': platform.python_version()}
-  for package in _VERSIONED:
-    try:
-      found[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      pass
-  return found
+  return provenance.software_versions(_VERSIONED)
 
 
 def device_description() -> tuple[str, int]:

@@ -25,9 +25,12 @@ names both sides and the fix.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import importlib.metadata
 import json
 import pathlib
+import platform
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from gestaltxai.files import read_json
@@ -41,6 +44,27 @@ STATS_FILE = 'provenance.json'
 SHOWN = 12
 #: The orbax item of a checkpoint that holds its JSON metadata.
 _CHECKPOINT_METADATA = pathlib.Path('metadata') / 'metadata'
+
+
+#: The packages whose versions an output records (benchmarks add their peers).
+RECORDED_PACKAGES = ('gestaltxai', 'jax', 'jaxlib', 'flax', 'numpy', 'grain', 'pyarrow')
+
+
+def software_versions(packages: Sequence[str] = RECORDED_PACKAGES) -> dict[str, str]:
+  """{'python': version, package: installed version} of the installed ``packages``."""
+  found = {'python': platform.python_version()}
+  for package in packages:
+    try:
+      found[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return found
+
+
+def iso_time(seconds: float) -> str:
+  """A POSIX time as ISO 8601 in UTC, to the second."""
+  return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
+      timespec='seconds')
 
 
 def digest(value: Any) -> str:

@@ -12,7 +12,8 @@ import pytest
 
 from gestaltxai import cli, extract, metrics, saliency
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, plan_batches
-from gestaltxai.extract.run import LoadedModel, RegionMaps
+from gestaltxai.extract.batches import RegionMaps
+from gestaltxai.train.fold_models import LoadedModel
 from gestaltxai.metrics import evaluation, summary
 from gestaltxai.viz.report import ReportInputs, build_report
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 from pyarrow import csv as arrow_csv
 from pyarrow import parquet as arrow_parquet
 
+from gestaltxai.errors import ParameterError
 from gestaltxai.files import atomic_write, read_json, save_npz, write_json
 from gestaltxai.roles import EVERY_ROLE, has_role
 
@@ -70,19 +71,21 @@ def columns(regions: Sequence[str], normalized_regions: Sequence[str],
 
 
 def table_format(table: pathlib.Path, out_format: Optional[str] = None) -> str:
-  """The format of ``table`` from ``out_format`` or its suffix; a suffix of the other
-  format, or of none, is refused."""
+  """The format of the table at ``out`` from ``out_format`` or its suffix; a suffix of the
+  other format, or of none, is refused."""
   table = pathlib.Path(table)
   by_suffix = next((f for f, suffixes in SUFFIXES.items()
                     if table.suffix.lower() in suffixes), None)
   if out_format is not None and out_format not in FORMATS:
-    raise ValueError(f'the table format must be one of {FORMATS}, got {out_format!r}')
+    raise ParameterError('{out_format} must be one of {formats}, got {given!r}',
+                         formats=FORMATS, given=out_format)
   if by_suffix is None:
-    raise ValueError(f'{table}: a table is TABLE.parquet or TABLE.csv; other suffixes are not '
-                     'read back as tables')
+    raise ParameterError('{out} {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
+                         'are not read back as tables', table=table)
   if out_format is not None and out_format != by_suffix:
-    raise ValueError(f'format {out_format} does not match {table} ({by_suffix} by its suffix): '
-                     f'name it TABLE{SUFFIXES[out_format][0]}')
+    raise ParameterError('{out_format} {given} does not match {out} {table} ({by_suffix} by its '
+                         'suffix): give {out} TABLE{suffix}', given=out_format, table=table,
+                         by_suffix=by_suffix, suffix=SUFFIXES[out_format][0])
   return by_suffix
 
 

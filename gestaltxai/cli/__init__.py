@@ -17,6 +17,9 @@ import logging
 import os
 import sys
 import threading
+from typing import Mapping
+
+from gestaltxai.errors import ParameterError
 
 #: Command modules, in the order ``gestaltxai --help`` lists them.
 COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'evaluate_methods', 'stats',
@@ -24,6 +27,9 @@ COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'evaluate_methods
 #: Errors about the user's inputs or environment, reported by their message alone.
 ANTICIPATED = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 EXIT_ERROR = 1
+#: Library parameters whose flag is named otherwise (parameter -> the flag's argparse dest);
+#: every other parameter is the flag of its own name.
+RENAMED_PARAMETERS = {'out_format': 'format'}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -48,12 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest='command', required=True)
   for name in COMMANDS:
     importlib.import_module(f'gestaltxai.cli.{name}').add_parser(commands)
+  for command in commands.choices.values():
+    command.set_defaults(parameter_flags=_parameter_flags(command))
   return parser
 
 
-def _message(err: BaseException) -> str:
+def _parameter_flags(command: argparse.ArgumentParser) -> dict[str, str]:
+  """{library parameter: its flag} of a command, so that errors name the flags."""
+  flags = {action.dest: max(action.option_strings, key=len)
+           for action in command._actions if action.option_strings}  # pylint: disable=protected-access
+  flags.update({p: flags[dest] for p, dest in RENAMED_PARAMETERS.items() if dest in flags})
+  return flags
+
+
+def _message(err: BaseException, flags: Mapping[str, str]) -> str:
   # KeyError's str() is the repr of its key; the message is its argument.
   text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+  if isinstance(err, ParameterError):
+    text = err.naming(flags)
   lines = str(text).strip().splitlines() or ['']
   if len(lines) > 1:  # a library's multi-line dump (tensorstore's specs): its first line
     text = f'{lines[0].rstrip(" :")} ... (run with --debug for the rest)'
@@ -110,7 +128,7 @@ def main(argv=None) -> int:
   except Exception as err:  # pylint: disable=broad-except
     if args.debug:
       raise
-    print(f'gestaltxai {args.command}: {_message(err)}', file=sys.stderr)
+    print(f'gestaltxai {args.command}: {_message(err, args.parameter_flags)}', file=sys.stderr)
     return EXIT_ERROR
   finally:
     if not args.debug:

@@ -3,7 +3,6 @@ resumable; each row says its split and role."""
 
 from __future__ import annotations
 
-import collections
 import pathlib
 
 from gestaltxai.cli import int_at_least
@@ -42,9 +41,6 @@ def run(args) -> None:
 
 def _finish(job, done: dict) -> None:
   """Writes the table when every shard is there, and says what it holds."""
-  import pyarrow.parquet as pq
-  from pyarrow import csv as pa_csv
-
   from gestaltxai import extract
   from gestaltxai.artifacts.coefficient_table import OK
   if done['missing']:
@@ -52,11 +48,8 @@ def _finish(job, done: dict) -> None:
           'by whichever finishes last (or by this command run again)')
     return
   provenance = job.assemble(done)
-  table = (pq.read_table(job.table, columns=['status', 'role']) if job.out_format == 'parquet'
-           else pa_csv.read_csv(job.table))
-  statuses = collections.Counter(table.column('status').to_pylist())
-  problems = {s: n for s, n in statuses.items() if s != OK}
-  roles = collections.Counter(table.column('role').to_pylist())
+  problems = {s: n for s, n in provenance['statuses'].items() if s != OK}
+  roles = provenance['rows_per_role']
   print(f'{provenance["rows"]} rows ({provenance["images"]} images x {len(job.methods)} '
         f'methods) -> {job.table}; rows per role: '
         + ', '.join(f'{role} {n}' for role, n in sorted(roles.items())))

@@ -4,14 +4,18 @@
   whose :meth:`~Extraction.run` computes this process's shards and
   :meth:`~Extraction.assemble` writes the table (Parquet or CSV), its maps
   (``TABLE.maps.npz``) and its provenance (``TABLE.json``).
+* :mod:`gestaltxai.extract.batches`: host batches (region maps, problems, keys).
 * :mod:`gestaltxai.extract.step`: the compiled device steps (coefficients on
   the device; only (B, regions) leave it).
+* :mod:`gestaltxai.extract.rows`: a shard's rows and map sums from fetched arrays.
 * :mod:`gestaltxai.extract.store`: shards, the manifest, atomic writes.
 * :mod:`gestaltxai.extract.spec`: methods with options, region sets, columns.
 """
 
-from gestaltxai.extract.run import (EXAMPLES, NO_FOLD, REFERENCE_METHODS, Extraction, ModelSource,
-                                    extraction, maps_path, process_split, provenance_path)
+from gestaltxai.artifacts.coefficient_table import NO_FOLD, maps_path, provenance_path
+from gestaltxai.extract.run import (EXAMPLES, REFERENCE_METHODS, Extraction, extraction,
+                                    process_split)
+from gestaltxai.train.fold_models import ModelSource
 from gestaltxai.extract.spec import (COEFFICIENT_SUFFIX, NORMALIZED_SUFFIX, REGION_SETS,
                                      RQ2_REGIONS, MethodSpec, columns, method_specs,
                                      parse_method_options)

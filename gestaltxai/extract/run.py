@@ -7,126 +7,55 @@ default the held-out images for RQ1 and the annotated ones for RQ2, see
 its ``role`` ('held_out', 'annotated', or both joined by '+'); each method
 explains the predicted class and its relevance becomes region coefficients
 on the device.
-The work is cut into shards (see :mod:`gestaltxai.extract.store`), which
-makes it resumable and splittable over processes; whichever process finds
-every shard present writes the table, its maps and its provenance.
+
+This module is the orchestration; each part has its own owner: the fold's
+model (:mod:`gestaltxai.train.fold_models`), host batches
+(:mod:`~gestaltxai.extract.batches`), the compiled steps
+(:mod:`~gestaltxai.extract.step`), rows (:mod:`~gestaltxai.extract.rows`),
+shards (:mod:`~gestaltxai.extract.store`), and the files written
+(:mod:`gestaltxai.artifacts.coefficient_table`). Whichever process finds every
+shard present writes the table, its maps and its provenance.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import datetime
-import hashlib
 import functools
-import importlib.metadata
 import pathlib
 import sys
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import jax
 import numpy as np
-import pyarrow as pa
 
-from gestaltxai import paper
-from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
-                                      plan_batches)
-from gestaltxai.extract import spec as specs
-from gestaltxai.extract.step import DeviceSteps
-from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
-from gestaltxai.files import atomic_write, save_npz, write_json
-from gestaltxai import outputs, provenance as chain
-from gestaltxai.provenance import dataset_fingerprint
-from gestaltxai.stats.options import DEFAULT_CONTROL
-from gestaltxai.models import load_vggface2
-from gestaltxai.models.contract import explainable
-from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
+from gestaltxai import outputs, paper, provenance as chain
 from gestaltxai.artifacts import coefficient_table as table_files
-from gestaltxai.artifacts.coefficient_table import OK
+from gestaltxai.artifacts.coefficient_table import NO_FOLD, OK
+from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
+from gestaltxai.errors import ParameterError
+from gestaltxai.extract import rows as row_parts
+from gestaltxai.extract import spec as specs
+from gestaltxai.extract.batches import (ROW_FIELDS, RegionMaps, batch_key, concatenate_plans,
+                                        faces_rgb)
+from gestaltxai.extract.step import DeviceSteps
+from gestaltxai.extract.store import Shard, ShardStore, plan_shards
+from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
+from gestaltxai.stats.options import DEFAULT_CONTROL
+from gestaltxai.train.fold_models import (LoadedModel, ModelSource, checked_runs,
+                                          model_sources)
 
 #: The reference pipeline's fifteen methods (extract_region_coefficients.py).
 REFERENCE_METHODS = paper.EXTRACTED_METHODS
-#: The fold of every row when one model explains every image (``weights=``).
-NO_FOLD = 0
 #: Images whose relevance maps the maps file keeps for the report's overlays: the
 #: first usable ones of the first shard.
 EXAMPLES = 6
-_VGGFACE2_SIZE = 224
+#: The provenance's note on its images/s figures.
+RATES_NOTE = ('images over the summed shard times of every process; per method, over its own '
+              'time on each batch, leaving out each fold\'s first batch (compilation)')
 
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-  """A model ready to explain a fold: what it needs of the inputs, and its classes."""
-
-  model: object
-  variables: dict
-  image_size: int
-  mean_bgr: tuple[float, ...]
-  classes: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSource:
-  """Where a fold's model comes from: a trained fold's best epoch, or a weights file."""
-
-  path: pathlib.Path
-  checkpoint: bool
-
-  def load(self, dtype: Optional[str], classes: Sequence[str],
-           dataset: FaceDataset) -> LoadedModel:
-    if self.checkpoint:
-      from gestaltxai.train import load_checkpoint  # pylint: disable=import-outside-toplevel
-      model, variables, config, metadata = load_checkpoint(self.path)
-      loaded = LoadedModel(model, variables, config.image_size, tuple(metadata['mean_bgr']),
-                           tuple(metadata['classes']))
-    else:
-      variables = load_vggface2(self.path)
-      head = variables['params']['fc']['bias'].shape[0]
-      if head != len(classes):
-        raise ValueError(f'{self.path} has a {head}-way head; the dataset has {len(classes)} '
-                         'classes: give weights fine-tuned on its classes (a state dict '
-                         '.npz or pickle, or a `gestaltxai train` fold)')
-      from gestaltxai.models import ResNet50  # pylint: disable=import-outside-toplevel
-      loaded = LoadedModel(ResNet50(head), variables, _VGGFACE2_SIZE,
-                           tuple(dataset.mean_bgr(None)), tuple(classes))
-    if list(loaded.classes) != list(classes):
-      raise ValueError(f'{self.path} was trained on classes {list(loaded.classes)}; the '
-                       f'dataset has {list(classes)}')
-    if dtype is not None:
-      loaded = dataclasses.replace(loaded, model=explainable(loaded.model).with_dtype(dtype))
-    return loaded
-
-  def fingerprint(self) -> str:
-    """sha256 of the model's files (names and bytes), the provenance's checkpoint hash."""
-    return fingerprint_files(self.path)
-
-
-def best_epoch_dir(fold_dir: pathlib.Path) -> pathlib.Path:
-  """The folder of a trained fold's best epoch; a missing fold names the path."""
-  from gestaltxai.train import checkpoints  # pylint: disable=import-outside-toplevel
-  if not fold_dir.is_dir():
-    raise FileNotFoundError(f'no trained model for {fold_dir.name}: {fold_dir} does not exist '
-                            '(train it with `gestaltxai train`)')
-  directory = checkpoints.checkpoint_dir(fold_dir)
-  manager = checkpoints.manager(directory, read_only=True)
-  try:
-    latest = manager.latest_step()
-    if latest is None:
-      raise FileNotFoundError(f'no complete checkpoint in {directory}')
-    return directory / str(chain.read_checkpoint_metadata(directory / str(latest))['best_epoch'])
-  finally:
-    manager.close()
-
-
-def fingerprint_files(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
-  for file in files:
-    digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-    with open(file, 'rb') as f:
-      for block in iter(lambda: f.read(1 << 20), b''):
-        digest.update(block)
-  return digest.hexdigest()
+provenance_path, maps_path = table_files.provenance_path, table_files.maps_path
 
 
 @dataclasses.dataclass
@@ -156,42 +85,14 @@ class Progress:
     self.bar.close()
 
 
-class RegionMaps:
-  """Adds each batch's region maps (and why a row has none) on the host, in grain's workers."""
+@dataclasses.dataclass(frozen=True)
+class FoldSetup:
+  """A fold's model, its compiled steps, and its batches' plan per shard."""
 
-  def __init__(self, region_set: specs.RegionSet):
-    self.region_set = region_set
-
-  def __call__(self, batch: dict) -> dict:
-    size = batch['regions'].shape[1:]
-    labels = np.zeros((len(batch['name']), *size), np.int32)
-    rq2_labels = np.zeros_like(labels)
-    problems = [''] * len(batch['name'])
-    for row in np.flatnonzero(batch['valid']):
-      record = {key: batch[key][row] for key in ('regions', 'parsing', 'points68')}
-      try:
-        labels[row] = self.region_set.labels(record)
-        rq2_labels[row] = specs.RQ2_REGIONS.labels(record)
-      except ValueError as err:  # a corrupt or incomplete map: the row says why
-        problems[row] = f'no region map ({err})'
-    finite = np.isfinite(batch['image']).reshape(len(labels), -1).all(axis=1)
-    for row in np.flatnonzero(batch['valid'] & ~finite):
-      problems[row] = 'non-finite pixels'
-    image = np.where(finite[:, None, None, None], batch['image'], 0.0).astype(np.float32)
-    usable = batch['valid'] & np.array([not p for p in problems], bool)
-    return {**batch, 'image': image, 'labels': labels, 'rq2_labels': rq2_labels,
-            'problem': problems, 'usable': usable}
-
-
-def _concatenate(plans: Sequence[BatchPlan]) -> BatchPlan:
-  return BatchPlan(np.concatenate([p.records for p in plans]),
-                   np.concatenate([p.flips for p in plans]))
-
-
-def _key(seed: int, method: str, shard: Shard, batch_number: int) -> jax.Array:
-  """A method's key for one batch: independent of which process runs the shard."""
-  digest = int.from_bytes(hashlib.sha256(f'{method}/{shard.id}'.encode()).digest()[:4], 'little')
-  return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), digest), batch_number)
+  loaded: LoadedModel
+  steps: DeviceSteps
+  plans: list
+  batches: object  # a grain MapDataset of host batches, the plans' batches in order
 
 
 @dataclasses.dataclass
@@ -225,13 +126,15 @@ class Extraction:
   def __post_init__(self):
     self.region_set = specs.REGION_SETS[self.region_set_name]
     self.classes = tuple(self.dataset.classes)
+    self.layout = row_parts.RowLayout(self.region_set.columns, specs.RQ2_REGIONS.columns,
+                                      self.classes)
     self.shards = plan_shards(self.fold_indices, self.shard_size)
     self.store = ShardStore(self.table)
 
   @functools.cached_property
   def arguments(self) -> dict:
     """What the rows depend on: a later run into the same output must bring the same."""
-    return {'dataset': dataset_fingerprint(self.dataset),
+    return {'dataset': chain.dataset_fingerprint(self.dataset),
             'models': {str(f): s.fingerprint() for f, s in sorted(self.sources.items())},
             'methods': {m.name: m.resolved() for m in self.methods},
             'regions': self.region_set_name, 'folds': sorted(self.fold_indices),
@@ -260,8 +163,9 @@ class Extraction:
     return {'started': started, 'seconds': time.time() - started, **counts,
             'missing': [s.id for s in self.store.missing(self.shards)]}
 
-  def _run_fold(self, fold: int, shards: Sequence[Shard], progress: Progress,
-                counts: dict) -> None:
+  def fold_setup(self, fold: int, shards: Sequence[Shard]) -> FoldSetup:
+    """The fold's model and compiled steps, and the host batches of ``shards`` (the seam
+    benchmarks time the same steps through)."""
     loaded = self.sources[fold].load(self.dtype, self.classes, self.dataset)
     local_devices = jax.local_device_count()
     batch_size = -(-self.batch_size // local_devices) * local_devices
@@ -269,131 +173,83 @@ class Extraction:
                         len(self.region_set.names), len(specs.RQ2_REGIONS.names),
                         len(self.classes), batch_size, min(EXAMPLES, batch_size))
     plans = [plan_batches(s.indices, batch_size, remainder='pad') for s in shards]
-    batched = batch_dataset(self.dataset, _concatenate(plans), mean_bgr=loaded.mean_bgr,
+    batches = batch_dataset(self.dataset, concatenate_plans(plans), mean_bgr=loaded.mean_bgr,
                             image_size=loaded.image_size).map(RegionMaps(self.region_set))
-    stream = iterate(batched, workers=self.workers)
-    for position, (shard, plan) in enumerate(zip(shards, plans)):
+    return FoldSetup(loaded, steps, plans, batches)
+
+  def _run_fold(self, fold: int, shards: Sequence[Shard], progress: Progress,
+                counts: dict) -> None:
+    setup = self.fold_setup(fold, shards)
+    stream = iterate(setup.batches, workers=self.workers)
+    device = jax.local_devices()[0]
+    for position, (shard, plan) in enumerate(zip(shards, setup.plans)):
       started = time.perf_counter()
-      collected = [self._explain_batch(steps, next(stream), shard, number, loaded, progress)
+      collected = [self._explain_batch(setup, next(stream), shard, number, progress)
                    for number in range(plan.steps)]
-      table, maps, problems = self._shard_outputs(shard, collected)
+      examples = (self._kept_examples(collected[0])
+                  if shard == self.shards[0] else None)
+      table, maps, problems = row_parts.shard_outputs(
+          self.layout, fold, [m.name for m in self.methods], collected,
+          self.row_roles.get(fold, {}), examples)
       # The fold's first batch compiles every method: the per-method rates leave it out.
       warm = collected[1:] if position == 0 else collected
       info = {'images': len(shard.indices), 'seconds': time.perf_counter() - started,
               'method_seconds': {m.name: sum(part['seconds'][m.name] for part in warm)
                                  for m in self.methods},
               'method_images': sum(int(part['batch']['valid'].sum()) for part in warm),
-              'device': f'{jax.local_devices()[0].platform}: {jax.local_devices()[0].device_kind}',
-              'device_count': local_devices, 'problems': problems}
+              'device': f'{device.platform}: {device.device_kind}',
+              'device_count': jax.local_device_count(), 'problems': problems,
+              'statuses': _counts(table.column('status')),
+              'roles': _counts(table.column('role'))}
       self.store.write(shard, table, maps, info)
       counts['images'] += len(shard.indices)
       counts['problems'] += problems
 
-  def _explain_batch(self, steps: DeviceSteps, batch: dict, shard: Shard, number: int,
-                     loaded: LoadedModel, progress: Progress) -> dict:
-    """Every method on one batch; only coefficients and per-class sums come back."""
+  def _explain_batch(self, setup: FoldSetup, batch: dict, shard: Shard, number: int,
+                     progress: Progress) -> dict:
+    """Every method on one batch; only coefficients and per-class sums come back.
+
+    Every method is dispatched before any result is fetched, so the device runs them back
+    to back; they run in dispatch order, so the time until each one's result is ready,
+    counted from the previous one's, is its own.
+    """
+    steps = setup.steps
     device_batch = steps.put(batch)
     probabilities, predicted = steps.predict(device_batch)
-    seconds, results = {}, {}
     # Examples' maps leave the device once: from the first batch of the first shard.
     with_examples = shard == self.shards[0] and number == 0
-    for spec in self.methods:  # one at a time, so each one's time is its own
-      started = time.perf_counter()
-      result = steps.explain(spec.name, device_batch, predicted,
-                             _key(self.seed, spec.name, shard, number))
+    started = time.perf_counter()
+    pending = {spec.name: steps.explain(spec.name, device_batch, predicted,
+                                        batch_key(self.seed, spec.name, shard.id, number))
+               for spec in self.methods}
+    probabilities, predicted = jax.device_get((probabilities, predicted))
+    seconds, results = {}, {}
+    for name, result in pending.items():
       examples = result.pop('examples', None)
-      results[spec.name] = jax.device_get(result)
+      results[name] = jax.device_get(result)
       if with_examples and examples is not None:
-        results[spec.name]['examples'] = np.asarray(examples)
-      seconds[spec.name] = time.perf_counter() - started
-    valid = np.asarray(batch['valid'])
-    progress.update(int(valid.sum()), seconds)
-    return {'batch': {k: batch[k] for k in ('index', 'name', 'label', 'valid', 'usable',
-                                             'problem', 'image')},
-            'probabilities': np.asarray(probabilities), 'predicted': np.asarray(predicted),
-            'results': results, 'mean_bgr': loaded.mean_bgr, 'seconds': seconds}
+        results[name]['examples'] = np.asarray(examples)
+      now = time.perf_counter()
+      seconds[name], started = now - started, now
+    progress.update(int(np.asarray(batch['valid']).sum()), seconds)
+    return {'batch': {k: batch[k] for k in ROW_FIELDS},
+            'probabilities': probabilities, 'predicted': predicted,
+            'results': results, 'mean_bgr': setup.loaded.mean_bgr, 'seconds': seconds}
 
-  def _shard_outputs(self, shard: Shard, collected: Sequence[dict]):
-    """The shard's rows as a table, its per-class map sums, and its count of problem rows."""
-    columns = {name: [] for name in specs.columns(self.region_set, self.classes)}
-    num_classes = len(self.classes)
-    maps: dict[str, np.ndarray] = {}
-    class_counts = np.zeros((len(self.methods), num_classes), np.int64)
-    image_sums, image_counts = None, np.zeros(num_classes, np.int64)
-    problems = 0
-    for part in collected:
-      batch = part['batch']
-      rows = np.flatnonzero(batch['valid'])
-      rgb = (batch['image'] + np.asarray(part['mean_bgr'], np.float32))[..., ::-1]
-      if image_sums is None:
-        image_sums = np.zeros((num_classes, *rgb.shape[1:]), np.float64)
-      for row in np.flatnonzero(batch['usable']):
-        image_sums[batch['label'][row]] += rgb[row]
-        image_counts[batch['label'][row]] += 1
-      for m, spec in enumerate(self.methods):
-        result = part['results'][spec.name]
-        if 'class_sums' in result:
-          maps[f'class_sums/{spec.name}'] = maps.get(f'class_sums/{spec.name}', 0.0) + \
-              result['class_sums'].astype(np.float64)
-        for row in rows:
-          status = self._status(batch['problem'][row], bool(result['finite'][row]),
-                                result['coefficients'][row])
-          problems += status != OK
-          self._add_row(columns, shard.fold, spec.name, batch, row, part, result, status)
-          if batch['usable'][row] and result['finite'][row]:  # as the device's class sums
-            class_counts[m, batch['label'][row]] += 1
-    maps['class_counts'] = class_counts
-    maps['methods'] = np.array([m.name for m in self.methods])
-    maps.update(self._kept_examples(collected[0]))
-    if image_sums is not None:
-      maps['image_sums'], maps['image_counts'] = image_sums, image_counts
-    return pa.table(columns), maps, problems
-
-  def _kept_examples(self, part: dict) -> dict[str, np.ndarray]:
+  def _kept_examples(self, part: dict) -> Optional[dict[str, np.ndarray]]:
     """The maps the device kept of a batch's first rows (only the run's first batch has
     them), for the usable rows among them, with their faces and names."""
     kept = {s.name: part['results'][s.name]['examples'] for s in self.methods
             if 'examples' in part['results'][s.name]}
     if not kept:
-      return {}
+      return None
     batch = part['batch']
     count = len(next(iter(kept.values())))  # min(EXAMPLES, batch size)
     rows = [r for r in range(count) if batch['usable'][r]]
-    rgb = (batch['image'][rows] + np.asarray(part['mean_bgr'], np.float32))[..., ::-1]
+    rgb = faces_rgb(batch['image'][rows], part['mean_bgr'])
     return table_files.example_arrays(table_files.Examples(
         [batch['name'][r] for r in rows], np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
         {name: maps[rows] for name, maps in kept.items()}))
-
-  def _status(self, problem: str, finite: bool, coefficients: np.ndarray) -> str:
-    if problem:
-      return problem
-    if not finite:
-      return 'non-finite relevance'
-    empty = [name for name, value in zip(self.region_set.columns, coefficients[1:])
-             if np.isnan(value)]
-    return f'empty region: {", ".join(empty)}' if empty else OK
-
-  def _add_row(self, columns, fold, method, batch, row, part, result, status) -> None:
-    usable = not batch['problem'][row]
-    coefficients = result['coefficients'][row][1:] if usable and result['finite'][row] else (
-        np.full(len(self.region_set.columns), np.nan))
-    normalized = result['normalized'][row][1:] if usable and result['finite'][row] else (
-        np.full(len(specs.RQ2_REGIONS.columns), np.nan))
-    split, role = self.row_roles.get(fold, {}).get(int(batch['index'][row]), ('', EVERY_ROLE))
-    columns['image_name'].append(batch['name'][row])
-    columns['fold'].append(fold)
-    columns['split'].append(split)
-    columns['role'].append(role)
-    columns['method'].append(method)
-    for region, value in zip(self.region_set.columns, coefficients):
-      columns[f'{region}{specs.COEFFICIENT_SUFFIX}'].append(float(value))
-    for region, value in zip(specs.RQ2_REGIONS.columns, normalized):
-      columns[f'{region}{specs.NORMALIZED_SUFFIX}'].append(float(value))
-    columns['label'].append(self.classes[batch['label'][row]])
-    columns['predicted'].append(self.classes[part['predicted'][row]] if usable else None)
-    for c, name in enumerate(self.classes):
-      columns[f'{specs.PROBABILITY_PREFIX}{name}'].append(float(part['probabilities'][row, c]) if usable else np.nan)
-    columns['status'].append(status)
 
   def assemble(self, run_info: Optional[dict] = None) -> dict:
     """Writes the table, its maps and its provenance; every shard must be present."""
@@ -405,47 +261,47 @@ class Extraction:
     infos = [self.store.info(s) for s in self.shards]
     images = sum(i['images'] for i in infos)
     seconds = sum(i['seconds'] for i in infos)
-    problems = sum(i['problems'] for i in infos)
-    table_fingerprint = chain.file_fingerprint(self.table)
     self._write_maps()
-    provenance = {
-        chain.KEY: {**self.made_from, 'table': table_fingerprint},
+    record = {
+        chain.KEY: {**self.made_from, 'table': chain.file_fingerprint(self.table)},
         'table': str(self.table), 'rows': rows, 'images': images,
-        'problem_rows': problems, 'arguments': self.arguments,
+        'problem_rows': sum(i['problems'] for i in infos),
+        'statuses': _summed(i.get('statuses', {}) for i in infos),
+        'rows_per_role': _summed(i.get('roles', {}) for i in infos),
+        'arguments': self.arguments,
         'checkpoints': {str(f): str(s.path) for f, s in sorted(self.sources.items())},
-        'versions': _versions(), 'device': infos[0]['device'] if infos else None,
+        'versions': chain.software_versions(), 'device': infos[0]['device'] if infos else None,
         'device_count': infos[0]['device_count'] if infos else None,
         'command': ' '.join(['gestaltxai', *sys.argv[1:]]),
-        'started': _iso(run_info['started']) if run_info else None,
-        'finished': _iso(time.time()),
+        'started': chain.iso_time(run_info['started']) if run_info else None,
+        'finished': chain.iso_time(time.time()),
         'images_per_s': images / seconds if seconds else None,
         'method_images_per_s': {
             m.name: sum(i['method_images'] for i in infos) / total
             if (total := sum(i['method_seconds'][m.name] for i in infos)) else None
             for m in self.methods},
-        'images_per_s_note': 'images over the summed shard times of every process; per '
-                             'method, over its own time on each batch, leaving out each '
-                             'fold\'s first batch (compilation)'}
-    write_json(provenance_path(self.table), provenance)
-    return provenance
+        'images_per_s_note': RATES_NOTE}
+    table_files.write_provenance(self.table, record)
+    return record
 
   def _write_maps(self) -> None:
     """``TABLE.maps.npz``: per-class mean maps and faces, and a few examples' maps."""
     totals: dict[str, np.ndarray] = {}
     for shard in self.shards:
       for key, value in self.store.maps(shard).items():
-        if key != 'methods':
+        if key != row_parts.METHODS:
           totals[key] = totals[key] + value if key in totals else value
-    counts = totals.get('class_counts')
+    counts = totals.get(row_parts.CLASS_COUNTS)
     class_mean = {}
     for m, spec in enumerate(self.methods):
-      key = f'class_sums/{spec.name}'
+      key = f'{row_parts.CLASS_SUMS_PREFIX}{spec.name}'
       if key in totals:
         class_mean[spec.name] = (totals[key] / np.maximum(counts[m], 1)[:, None, None]
                                  ).astype(np.float32)
     mean_image = None
-    if 'image_sums' in totals:
-      mean = totals['image_sums'] / np.maximum(totals['image_counts'], 1)[:, None, None, None]
+    if row_parts.IMAGE_SUMS in totals:
+      mean = (totals[row_parts.IMAGE_SUMS]
+              / np.maximum(totals[row_parts.IMAGE_COUNTS], 1)[:, None, None, None])
       mean_image = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     # Only the first shard holds examples, so its arrays came through the sum unchanged.
     examples = {k: v for k, v in totals.items() if table_files.is_example_key(k)}
@@ -453,26 +309,15 @@ class Extraction:
                            chain.made_from_table(self.table))
 
 
-provenance_path, maps_path = table_files.provenance_path, table_files.maps_path
+def _counts(column) -> dict[str, int]:
+  return dict(collections.Counter(column.to_pylist()))
 
 
-def _versions() -> dict[str, str]:
-  found = {'python': sys.version.split()[0]}
-  for package in ('gestaltxai', 'jax', 'jaxlib', 'flax', 'numpy', 'grain', 'pyarrow'):
-    try:
-      found[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      pass
-  return found
-
-
-def _iso(seconds: float) -> str:
-  return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
-      timespec='seconds')
-
-
-#: Table suffixes of each format.
-_SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
+def _summed(counts: Iterator[dict[str, int]]) -> dict[str, int]:
+  total: collections.Counter = collections.Counter()
+  for part in counts:
+    total.update(part)
+  return dict(sorted(total.items()))
 
 
 def control_class(dataset: FaceDataset) -> Optional[str]:
@@ -482,21 +327,6 @@ def control_class(dataset: FaceDataset) -> Optional[str]:
   if named:
     return str(named)
   return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)
-
-
-def _table_format(table: pathlib.Path, out_format: Optional[str]) -> str:
-  """The format from ``--format`` or the suffix; a suffix of the other format is refused."""
-  by_suffix = next((f for f, suffixes in _SUFFIXES.items()
-                    if table.suffix.lower() in suffixes), None)
-  if out_format is not None and out_format not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
-  if by_suffix is None:
-    raise ValueError(f'--out {table}: a table is TABLE.parquet or TABLE.csv; other suffixes '
-                     'are not read back as tables')
-  if out_format is not None and out_format != by_suffix:
-    raise ValueError(f'--format {out_format} does not match --out {table} ({by_suffix} by its '
-                     f'suffix): give --out TABLE{_SUFFIXES[out_format][0]}')
-  return by_suffix
 
 
 def extraction(data_dir, out, *, runs=None, weights=None,
@@ -522,53 +352,34 @@ def extraction(data_dir, out, *, runs=None, weights=None,
       RQ2); with ``weights`` every image is explained and its role is 'all'.
     **settings: :class:`Extraction`'s other fields.
   """
-  if (runs is None) == (weights is None):
-    raise ValueError('give either --runs (a `gestaltxai train` output) or --weights (one model)')
   if regions not in specs.REGION_SETS:
-    raise ValueError(f'--regions must be one of {sorted(specs.REGION_SETS)}, got {regions!r}')
+    raise ParameterError('{regions} must be one of {choices}, got {given!r}',
+                         choices=sorted(specs.REGION_SETS), given=regions)
+  for name in ('batch_size', 'shard_size'):
+    if settings.get(name, 1) < 1:
+      raise ParameterError(f'{{{name}}} must be at least 1, got {{given}}', given=settings[name])
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
-  out_format = _table_format(table, settings.pop('out_format', None))
+  out_format = table_files.table_format(table, settings.pop('out_format', None))
   outputs.check_writable(table.parent)
   method_list = specs.method_specs(methods, method_options)
+  sources = model_sources(dataset, runs=runs, weights=weights, folds=folds)
   if runs is not None:
-    folds = sorted(folds or range(1, dataset.num_folds + 1))
-    for fold in folds:
-      if not 1 <= fold <= dataset.num_folds:
-        raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
-                         f'1..{dataset.num_folds}')
-    from gestaltxai.artifacts.run_folder import fold_dir  # pylint: disable=import-outside-toplevel
-    sources = {fold: ModelSource(best_epoch_dir(fold_dir(runs, fold)), True)
-               for fold in folds}
     roles = _check_roles(roles)
-    row_roles = {fold: images_by_role(dataset, fold, roles) for fold in folds}
-    fold_indices = {fold: np.array(sorted(row_roles[fold]), np.int64) for fold in folds}
+    row_roles = {fold: images_by_role(dataset, fold, roles) for fold in sources}
+    fold_indices = {fold: np.array(sorted(row_roles[fold]), np.int64) for fold in sources}
   else:
-    if folds:
-      raise ValueError('--folds goes with --runs; --weights explains every image')
     if roles:
-      raise ValueError('--roles goes with --runs; --weights explains every image (role "all")')
+      raise ParameterError('{roles} go with {runs}; {weights} explain every image (role "all")')
     roles, row_roles = (EVERY_ROLE,), {}
-    weights = pathlib.Path(weights)
-    if not weights.exists():
-      raise FileNotFoundError(f'no weights at {weights}')
-    source = (ModelSource(best_epoch_dir(weights), True) if weights.is_dir()
-              and not weights.name.isdigit() else ModelSource(weights, weights.is_dir()))
-    sources = {NO_FOLD: source}
     fold_indices = {NO_FOLD: np.arange(len(dataset))}
-  # Each fold's run must have been trained on this dataset's split of that fold.
-  run_records = {fold: chain.check_run_for_extraction(source.path, dataset, fold)
-                 for fold, source in sources.items() if fold != NO_FOLD}
+  run_records = checked_runs(sources, dataset)
   empty = [f for f, i in fold_indices.items() if not len(i)]
   if empty:
     splits = ', '.join(f'{role} = {dataset.roles.split(role)}' for role in roles
                        if role in ROLES)
     raise ValueError(f'no images of the roles {", ".join(roles)} ({splits}) in folds {empty} '
                      f'of {dataset.directory}')
-  for name, value in (('batch size', settings.get('batch_size', 1)),
-                      ('shard size', settings.get('shard_size', 1))):
-    if value < 1:
-      raise ValueError(f'the {name} must be at least 1, got {value}')
   settings['made_from'] = {**chain.table_record(chain.dataset_record(dataset), run_records),
                            'control': control_class(dataset)}
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
@@ -579,7 +390,8 @@ def _check_roles(roles: Optional[Sequence[str]]) -> tuple[str, ...]:
   roles = tuple(roles or STUDY_ROLES)
   unknown = [r for r in roles if r not in ROLES]
   if unknown:
-    raise ValueError(f'--roles: unknown {unknown}; choose from {", ".join(ROLES)}')
+    raise ParameterError('{roles}: unknown {unknown}; choose from {choices}', unknown=unknown,
+                         choices=', '.join(ROLES))
   return tuple(r for r in ROLES if r in roles)
 
 
@@ -598,10 +410,11 @@ def images_by_role(dataset: FaceDataset, fold: int,
 def process_split(process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:
   """(index, count): the flags (independent jobs), else JAX's (a ``jax.distributed`` run)."""
   if (process_index is None) != (process_count is None):
-    raise ValueError('give --process-index and --process-count together')
+    raise ParameterError('give {process_index} and {process_count} together')
   if process_count is None:
     return jax.process_index(), jax.process_count()
   if not 0 <= process_index < process_count:
-    raise ValueError(f'--process-index must be in 0..{process_count - 1}, got {process_index}')
+    raise ParameterError('{process_index} must be in 0..{last}, got {given}',
+                         last=process_count - 1, given=process_index)
   return process_index, process_count
 

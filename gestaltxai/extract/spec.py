@@ -20,6 +20,7 @@ from gestaltxai.saliency.registry import METHODS, Method, get_method
 # (RQ1), ``eye_xai_norm`` (RQ2: relevance min-max normalised per image first),
 # ``p_<class>``, ``ok``.
 from gestaltxai.artifacts.coefficient_table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
+from gestaltxai.artifacts.coefficient_table import columns as table_columns
 from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 
 #: Options the table's regions fill in for region methods (their players).
@@ -132,8 +133,5 @@ def parse_method_options(text: Optional[str]) -> dict[str, dict]:
 
 
 def columns(region_set: RegionSet, classes: Sequence[str]) -> list[str]:
-  """The table's columns, in order."""
-  return ['image_name', 'fold', 'split', 'role', 'method',
-          *(f'{r}{COEFFICIENT_SUFFIX}' for r in region_set.columns),
-          *(f'{r}{NORMALIZED_SUFFIX}' for r in RQ2_REGIONS.columns),
-          'label', 'predicted', *(f'{PROBABILITY_PREFIX}{c}' for c in classes), 'status']
+  """The table's columns, in order (:func:`gestaltxai.artifacts.coefficient_table.columns`)."""
+  return table_columns(region_set.columns, RQ2_REGIONS.columns, classes)

@@ -41,13 +41,14 @@ import numpy as np
 import pyarrow as pa
 
 from gestaltxai import provenance
+from gestaltxai.artifacts import coefficient_table
+from gestaltxai.artifacts.coefficient_table import FORMATS, NO_FOLD, OK
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
 from gestaltxai.extract import spec as specs
-from gestaltxai.extract.run import (ModelSource, RegionMaps, _concatenate, _key,
-                                    best_epoch_dir, dataset_fingerprint)
+from gestaltxai.extract.batches import RegionMaps, batch_key, concatenate_plans
 from gestaltxai.extract.step import predict_step
-from gestaltxai.artifacts.coefficient_table import FORMATS
 from gestaltxai.extract.store import Shard, ShardStore, plan_shards
+from gestaltxai.provenance import dataset_fingerprint
 from gestaltxai.files import write_json
 from gestaltxai.metrics.declared import BoundMethod
 from gestaltxai.metrics.faithfulness import coefficient_map
@@ -55,6 +56,7 @@ from gestaltxai.models.contract import explainable
 from gestaltxai.metrics.registry import METRICS, Metric, get_metric
 from gestaltxai.regions.coefficients import coefficients
 from gestaltxai.saliency.registry import relevance_of
+from gestaltxai.train.fold_models import ModelSource, checked_runs, model_sources
 
 #: Metrics run when none are named: localisation (with a ground truth), faithfulness
 #: and sanity at moderate cost.
@@ -68,7 +70,6 @@ GROUND_TRUTH_INPUTS = frozenset({'mask', 'region_mask'})
 #: more than the passes on a few images.
 ONE_PASS_IMAGES = 8
 COLUMNS = ('image_name', 'fold', 'method', 'metric', 'value', 'direction', 'status')
-OK = 'ok'
 NO_GROUND_TRUTH = 'no ground truth'
 
 
@@ -77,8 +78,7 @@ def summary_path(table: pathlib.Path) -> pathlib.Path:
   return table.with_suffix('.summary.csv')
 
 
-def provenance_path(table: pathlib.Path) -> pathlib.Path:
-  return table.with_suffix('.json')
+provenance_path = coefficient_table.provenance_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Evaluation:
     loaded = self.sources[fold].load(None, self.classes, self.dataset)
     loaded = dataclasses.replace(loaded, model=explainable(loaded.model))
     plans = [plan_batches(s.indices, self.batch_size, remainder='pad') for s in shards]
-    batched = batch_dataset(self.dataset, _concatenate(plans), mean_bgr=loaded.mean_bgr,
+    batched = batch_dataset(self.dataset, concatenate_plans(plans), mean_bgr=loaded.mean_bgr,
                             image_size=loaded.image_size).map(RegionMaps(self.region_set))
     stream = iterate(batched, workers=0)
     for shard, plan in zip(shards, plans):
@@ -234,7 +234,7 @@ class Evaluation:
     mask = (labels == planted[:, None, None]) & (planted[:, None, None] > 0)
     region_mask = jnp.asarray((np.arange(num_regions) == planted[:, None]) & (planted[:, None] > 0))
     for spec in self.methods:
-      key = _key(self.seed, spec.name, shard, number)
+      key = batch_key(self.seed, spec.name, shard.id, number)
       relevance, region_coefficients = explain_step(spec, loaded.model, num_regions,
                                                     loaded.variables, images, labels, target,
                                                     key)
@@ -365,35 +365,19 @@ def evaluation(data_dir, out, *, runs=None, weights=None, methods: Sequence[str]
     images_per_fold: the first N held-out images of each fold (default: all).
     **settings: :class:`Evaluation`'s other fields.
   """
-  from gestaltxai.extract.run import NO_FOLD, REFERENCE_METHODS  # pylint: disable=import-outside-toplevel
-  if (runs is None) == (weights is None):
-    raise ValueError('give either --runs (a `gestaltxai train` output) or --weights (one model)')
+  from gestaltxai.extract.run import REFERENCE_METHODS  # pylint: disable=import-outside-toplevel
   metric_specs(list(metrics), metric_options)  # names and options, before any file is read
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
-  out_format = settings.pop('out_format', None) or (
-      'csv' if table.suffix.lower() == '.csv' else 'parquet')
-  if out_format not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
+  out_format = coefficient_table.table_format(table, settings.pop('out_format', None))
   planted = dataset.metadata.get('trait_regions')
   method_list = specs.method_specs(list(methods) or list(REFERENCE_METHODS), method_options)
   metric_list = metric_specs(list(metrics), metric_options, ground_truth=bool(planted))
-  if runs is not None:
-    from gestaltxai.artifacts.run_folder import fold_dir  # pylint: disable=import-outside-toplevel
-    folds = sorted(folds or range(1, dataset.num_folds + 1))
-    sources = {f: ModelSource(best_epoch_dir(fold_dir(runs, f)), True) for f in folds}
-    # The held-out images, as extraction takes them.
-    fold_indices = {f: dataset.role_indices(f, 'held_out') for f in folds}
-    # Each fold's run must have been trained on this dataset's split of that fold (no leakage).
-    for f, source in sources.items():
-      provenance.check_run_for_extraction(source.path, dataset, f)
-  else:
-    weights = pathlib.Path(weights)
-    if not weights.exists():
-      raise FileNotFoundError(f'no weights at {weights}')
-    source = (ModelSource(best_epoch_dir(weights), True) if weights.is_dir()
-              and not weights.name.isdigit() else ModelSource(weights, weights.is_dir()))
-    sources, fold_indices = {NO_FOLD: source}, {NO_FOLD: np.arange(len(dataset))}
+  sources = model_sources(dataset, runs=runs, weights=weights, folds=folds)
+  # The held-out images, as extraction takes them; one model explains every image.
+  fold_indices = ({f: dataset.role_indices(f, 'held_out') for f in sources} if runs is not None
+                  else {NO_FOLD: np.arange(len(dataset))})
+  checked_runs(sources, dataset)  # each fold's run trained on this split of it (no leakage)
   if images_per_fold is not None:
     if images_per_fold < 1:
       raise ValueError(f'--images-per-fold must be at least 1, got {images_per_fold}')

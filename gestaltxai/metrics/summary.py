@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 from scipy import stats
 
+from gestaltxai.artifacts.coefficient_table import OK
 from gestaltxai.files import atomic_write
 
 CONFIDENCE = 0.95
@@ -59,7 +60,7 @@ def bootstrap_interval(values: np.ndarray, confidence: float = CONFIDENCE
 
 def summarize(table: Mapping[str, np.ndarray]) -> list[dict]:
   """One dict per (method, metric) of ``FIELDS`` from the table's ok rows."""
-  ok = table['status'] == 'ok'
+  ok = table['status'] == OK
   out = []
   for metric in dict.fromkeys(table['metric']):
     rows_of_metric = []
