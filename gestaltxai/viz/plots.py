@@ -122,7 +122,7 @@ def training_curves(runs: Mapping[str, Sequence[Mapping]], *,
   return fig
 
 
-def confusion_matrix(confusion, classes: Sequence[str], *, normalize: bool = True,
+def confusion_figure(confusion, classes: Sequence[str], *, normalize: bool = True,
                      title: str = '') -> Figure:
   """A confusion matrix (rows true class, columns predicted), counts written in the cells.
 
