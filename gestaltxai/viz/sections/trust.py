@@ -27,7 +27,8 @@ def section(study: inputs.Study) -> Optional[Section]:
   if path is None:
     return None
   # gestaltxai.metrics imports JAX: only when there is an evaluation to show.
-  from gestaltxai.metrics import METRICS, SIMILARITY_LIMIT  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from gestaltxai.metrics import METRICS, SIMILARITY_LIMIT
   result = Section('trust', 'Which method to trust')
   summary_file = inputs.evaluation_summary_path(path)
   try:
