@@ -198,13 +198,13 @@ def test_planted_strip_draws_each_traits_moves(built):
 
 
 def test_report_shows_the_strip_for_planted_data_only(built, tmp_path):
-  from gestaltxai.viz import report
+  from gestaltxai.viz.sections.ground_truth import planted_strip_blocks
   _, dataset = built
   warnings = []
-  blocks = report._planted_strip_blocks(dataset.directory, warnings)  # pylint: disable=protected-access
+  blocks = planted_strip_blocks(dataset.directory, warnings)
   assert [b['id'] for b in blocks] == ['fig-planted-strip'] and not warnings
   assert blocks[0]['png']   # a rendered PNG
-  assert report._planted_strip_blocks(tmp_path, warnings) == []  # pylint: disable=protected-access
+  assert planted_strip_blocks(tmp_path, warnings) == []
   assert warnings   # a folder without a dataset is said, not silently skipped
 
 

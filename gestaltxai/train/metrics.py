@@ -60,25 +60,8 @@ def format_table(summary: dict) -> str:
 
 def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: pathlib.Path,
                    title: str) -> None:
-  """A confusion matrix figure: counts in the cells, rows normalised for the colour."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  confusion = np.asarray(confusion)
-  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-  side = max(4.0, 0.45 * len(classes) + 2.5)
-  fig, ax = plt.subplots(figsize=(side, side * 0.9))
-  ax.imshow(shares, cmap='Blues', vmin=0, vmax=1)
-  ticks = np.arange(len(classes))
-  ax.set_xticks(ticks, classes, rotation=45, ha='right')
-  ax.set_yticks(ticks, classes)
-  ax.set_xlabel('predicted')
-  ax.set_ylabel('true')
-  for (i, j), count in np.ndenumerate(confusion):
-    ax.text(j, i, str(count), ha='center', va='center',
-            color='white' if shares[i, j] > 0.5 else 'black', fontsize=8)
-  ax.set_title(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  """Writes the confusion matrix figure (:func:`gestaltxai.viz.plots.confusion_figure`, the
+  report's too) to ``path``."""
+  from gestaltxai.viz.plots import confusion_figure  # pylint: disable=import-outside-toplevel
+  confusion_figure(confusion, classes, title=title).savefig(path, dpi=120)
 

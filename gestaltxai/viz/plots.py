@@ -18,7 +18,7 @@ LABEL_POINTS = 8
 CONTROL_COLOUR = '#9a9a9a'
 SYNDROME_COLOUR = '#4c78a8'
 SIGNIFICANT_COLOUR = '#e45756'
-#: The training metrics drawn, as (metrics.json key, panel title).
+#: The training metrics drawn, as (key of a fold's epochs, panel title).
 CURVES = (('loss', 'loss'), ('accuracy', 'accuracy'))
 SPLIT_STYLES = {'train': '-', 'val': '--'}
 
@@ -87,7 +87,7 @@ def training_curves(runs: Mapping[str, Sequence[Mapping]], *,
   """Loss and accuracy per epoch, train (solid) and validation (dashed), one colour per fold.
 
   Args:
-    runs: {fold name: metrics.json ``epochs`` [{epoch, train_loss,
+    runs: {fold name: its ``FoldMetrics.epochs`` [{epoch, train_loss,
       train_accuracy, val_loss, val_accuracy}]}; missing keys are skipped.
     best_epochs: {fold name: best epoch}, marked with a dot on the validation
       curves.
@@ -122,7 +122,7 @@ def training_curves(runs: Mapping[str, Sequence[Mapping]], *,
   return fig
 
 
-def confusion_matrix(confusion, classes: Sequence[str], *, normalize: bool = True,
+def confusion_figure(confusion, classes: Sequence[str], *, normalize: bool = True,
                      title: str = '') -> Figure:
   """A confusion matrix (rows true class, columns predicted), counts written in the cells.
 
@@ -205,7 +205,7 @@ def effect_sizes(cohen_d, significant, *, methods: Sequence[str],
   """RQ1 at a glance: Cohen's d per method (rows) and (syndrome, region) (columns), stars marked.
 
   Args:
-    cohen_d: (methods, cells) float, control minus syndrome as in ``rq1.csv``
+    cohen_d: (methods, cells) float, control minus syndrome as in RQ1's results
       (NaN: not computed). Drawn negated, so red means the syndrome's
       coefficients are higher than the control's.
     significant: (methods, cells) bool.
@@ -284,7 +284,7 @@ def ground_truth(summary: Mapping) -> Figure:
   """Each method's recovery of the planted regions (beside chance) and its sanity check.
 
   Args:
-    summary: the demo's ``summary.json``: {'methods': {name: {'recovery_classes',
+    summary: the demo's summary: {'methods': {name: {'recovery_classes',
       'recovery_images', 'chance_classes', 'chance_images',
       'randomisation_similarity', ...}}, 'randomisation_limit': the similarity
       at and above which a method fails the check}.
