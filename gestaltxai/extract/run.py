@@ -31,6 +31,7 @@ import pyarrow as pa
 from gestaltxai import paper
 from gestaltxai.data.pipeline import (BatchPlan, FaceDataset, batch_dataset, iterate,
                                       plan_batches)
+from gestaltxai.data.schema import MetadataKey
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import FORMATS, Shard, ShardStore, plan_shards
@@ -484,7 +485,7 @@ _SUFFIXES = {'parquet': ('.parquet', '.pq'), 'csv': ('.csv',)}
 def control_class(dataset: FaceDataset) -> Optional[str]:
   """The dataset's control class: its metadata's ``control``, else a class named
   'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
-  named = dataset.metadata.get('control')
+  named = dataset.metadata.get(MetadataKey.CONTROL)
   if named:
     return str(named)
   return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)

@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from gestaltxai import provenance
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
+from gestaltxai.data.schema import MetadataKey
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.run import (ModelSource, RegionMaps, _concatenate, _key,
                                     best_epoch_dir, dataset_fingerprint)
@@ -374,7 +375,7 @@ def evaluation(data_dir, out, *, runs=None, weights=None, methods: Sequence[str]
       'csv' if table.suffix.lower() == '.csv' else 'parquet')
   if out_format not in FORMATS:
     raise ValueError(f'--format must be one of {FORMATS}, got {out_format!r}')
-  planted = dataset.metadata.get('trait_regions')
+  planted = dataset.metadata.get(MetadataKey.TRAIT_REGIONS)
   method_list = specs.method_specs(list(methods) or list(REFERENCE_METHODS), method_options)
   metric_list = metric_specs(list(metrics), metric_options, ground_truth=bool(planted))
   if runs is not None:

@@ -174,6 +174,7 @@ def _data_section(table: CoefficientTable, data_dir, warnings) -> _Section:
 def _dataset_blocks(data_dir, warnings) -> list[dict]:
   try:
     from gestaltxai.data.pipeline import FaceDataset  # pylint: disable=import-outside-toplevel
+    from gestaltxai.data.schema import MetadataKey  # pylint: disable=import-outside-toplevel
     dataset = FaceDataset.open(data_dir)
     metadata = dataset.metadata
     counts = np.bincount(dataset.labels, minlength=len(dataset.classes))
@@ -182,14 +183,14 @@ def _dataset_blocks(data_dir, warnings) -> list[dict]:
     return [_note(f'The dataset at {data_dir} could not be read: {err}')]
   blocks = [_heading('Dataset', 'dataset'),
             _text(f'{dataset.directory}: {len(dataset)} aligned faces in {len(dataset.classes)} '
-                  f'classes, {metadata.get("num_folds", "?")} folds.'),
+                  f'classes, {metadata.get(MetadataKey.NUM_FOLDS, "?")} folds.'),
             _table(['class', 'images'], zip(dataset.classes, counts.tolist()),
                    'Images per class (all splits)')]
-  means = metadata.get('fold_mean_bgr') or {}
+  means = metadata.get(MetadataKey.FOLD_MEAN_BGR) or {}
   if means:
     blocks.append(_table(['fold', 'B', 'G', 'R'], [[k, *v] for k, v in means.items()],
                          'Per-fold BGR channel mean over the training images'))
-  skipped = metadata.get('skipped') or []
+  skipped = metadata.get(MetadataKey.SKIPPED) or []
   if skipped:
     blocks.append(_details(f'{len(skipped)} photos could not be used',
                            [_table(list(skipped[0]), [list(s.values()) for s in skipped])]))
@@ -451,10 +452,11 @@ _GROUND_TRUTH_COLUMNS = (
 def _planted_strip_blocks(data_dir, warnings) -> list[dict]:
   """The planted strip of a dataset of traits planted on photos (none for other datasets)."""
   from gestaltxai.data.pipeline import FaceDataset  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.schema import MetadataKey  # pylint: disable=import-outside-toplevel
   from gestaltxai.viz.planted import identity_records, planted_strip  # pylint: disable=import-outside-toplevel
   try:
     dataset = FaceDataset.open(data_dir)
-    if 'planted_checks' not in dataset.metadata:
+    if MetadataKey.PLANTED_CHECKS not in dataset.metadata:
       return []
     figure = planted_strip(identity_records(dataset))
   except (OSError, ValueError, KeyError) as err:
