@@ -14,7 +14,9 @@
 4. TFDS writes the array_record files from the cache in the staging folder
    and the finished dataset is moved into ``data_dir`` with one rename, so a
    dataset found there is always complete. TFDS orders examples by a hash
-   of their names: the same inputs give the same bytes.
+   of their names: the same inputs give the same bytes. Each record's name,
+   label and folds are then added to the metadata in that order
+   (:func:`gestaltxai.data.schema.index`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from gestaltxai.data import schema, staging
 from gestaltxai.data.face_builder import FaceDatasetBuilder
+from gestaltxai.data.pipeline import read_index
 from gestaltxai.data.schema import BuildKey, complete_datasets
 
 #: Where a TFDS build left its unfinished output (gestaltxai before 0.1 built in place).
@@ -60,6 +63,14 @@ def _differences(old: Optional[dict], new: dict) -> list[str]:
     found += [f'the {key} differ' for key in sorted(new[BuildKey.INPUTS])
               if old.get(BuildKey.INPUTS, {}).get(key) != new[BuildKey.INPUTS][key]]
   return found
+
+
+def _record_index(directory: pathlib.Path) -> None:
+  """Adds each record's name, label and folds to the written dataset's metadata, in record
+  order, so readers get them without parsing every record (TFDS orders the records by a
+  hash of their names, so the order is known only once they are written)."""
+  source = tfds.builder_from_directory(str(directory)).as_data_source(schema.TFDS_SPLIT)
+  schema.write_index(directory, *read_index(source))
 
 
 def _remove_tfds_leftovers(directory: pathlib.Path) -> None:
@@ -131,6 +142,7 @@ def build(builder: FaceDatasetBuilder, *, overwrite: bool = False,
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     built = pathlib.Path(builder.data_dir)
+    _record_index(built)
     builder.write_extras(built)
     final = target / builder.name / built.name
     for old in existing:

@@ -27,7 +27,9 @@ its training images (as the reference computes them), every image that could
 not be used with the reason (``skipped``), per-image warnings (several faces
 in a photo, labels that differ only by case), how many faces each detector
 found, what the dataset was built from (``build``: the builder, its arguments
-and a fingerprint of its inputs, :class:`BuildKey`). Builders add their own keys (seeds, planted traits).
+and a fingerprint of its inputs, :class:`BuildKey`), and each image's name,
+label and folds in record order (``index``), so they are read without
+reading the records. Builders add their own keys (seeds, planted traits).
 :func:`dataset_metadata` writes it; the functions below it read it.
 """
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -88,6 +90,7 @@ class MetadataKey:
   SPLIT_ROLES = 'split_roles'         # roles.SplitRoles.to_dict()
   DETECTORS = 'detectors'             # {detector: faces it found}
   BUILD = 'build'                     # the identity (BuildKey) and where the inputs were
+  INDEX = 'index'                     # {'names', 'labels', 'folds'} in record order
   # Written by some builders only.
   FOLD_SEED = 'fold_seed'             # folder: the seed of the stratified folds
   SEED = 'seed'                       # synthetic, planted: of the faces and the folds
@@ -112,6 +115,10 @@ class BuildKey:
   LABELS = 'labels'
   IMAGES = 'images'
   SOURCES = 'sources'
+
+
+#: The keys of the index (``metadata['index']``): each image's name, label and folds.
+_INDEX_NAMES, _INDEX_LABELS, _INDEX_FOLDS = 'names', 'labels', 'folds'
 
 
 def fold_key(fold: int) -> str:
@@ -144,6 +151,12 @@ def dataset_metadata(*, mean_bgr: dict[str, list[float]], skipped: list[dict],
           MetadataKey.SPLIT_ROLES: split_roles.to_dict(),
           MetadataKey.DETECTORS: dict(sorted(detectors.items())),
           MetadataKey.BUILD: {**identity, BuildKey.SOURCES: sources}, **extra}
+
+
+def index_record(names: Sequence[str], labels: Sequence[int], folds: np.ndarray) -> dict:
+  """``metadata['index']``: each image's name, label and folds, in record order."""
+  return {_INDEX_NAMES: list(names), _INDEX_LABELS: [int(v) for v in labels],
+          _INDEX_FOLDS: np.asarray(folds, np.int8).tolist()}
 
 
 # Reading.
@@ -182,6 +195,27 @@ def read_metadata(dataset_dir: str | os.PathLike) -> Optional[dict]:
       return json.load(f)
   except (OSError, ValueError):
     return None
+
+
+def index(metadata: Mapping) -> Optional[tuple[np.ndarray, np.ndarray, list[str]]]:
+  """(folds (N, K) int8, labels (N,), names) in record order; None for datasets made
+  before the index was recorded (read them from the records)."""
+  recorded = metadata.get(MetadataKey.INDEX)
+  if recorded is None:
+    return None
+  num_folds = metadata[MetadataKey.NUM_FOLDS]
+  folds = np.asarray(recorded[_INDEX_FOLDS], np.int8).reshape(-1, num_folds)
+  return folds, np.asarray(recorded[_INDEX_LABELS], np.int64), list(recorded[_INDEX_NAMES])
+
+
+def write_index(dataset_dir: str | os.PathLike, folds: np.ndarray, labels: Sequence[int],
+                names: Sequence[str]) -> None:
+  """Adds the index (:func:`index_record`) to a written dataset's ``metadata.json``, with
+  TFDS's own writer (the record order is known only once TFDS has written the records)."""
+  metadata = tfds.core.MetadataDict()
+  metadata.load_metadata(str(dataset_dir))
+  metadata[MetadataKey.INDEX] = index_record(names, labels, folds)
+  metadata.save_metadata(str(dataset_dir))
 
 
 def hpo_dir(dataset_dir: str | os.PathLike) -> pathlib.Path:
