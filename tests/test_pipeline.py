@@ -6,14 +6,15 @@ import shutil
 import numpy as np
 import pytest
 
-from gestaltxai.data import builders, schema
+from gestaltxai.data import schema, sources
+from gestaltxai.data.build import build
 from gestaltxai.data.pipeline import (PAD, FaceDataset, batch_dataset, batches, iterate,
                                       plan_batches, resize_record)
 
 
 @pytest.fixture(scope='module')
 def faces(tmp_path_factory):
-  directory = builders.build(builders.SyntheticFaces(
+  directory = build(sources.SyntheticFaces(
       classes=('unaffected', 'wide_mouth'), per_class=6, progress=False,
       data_dir=str(tmp_path_factory.mktemp('faces')), file_format='array_record'))
   return FaceDataset.open(directory)
