@@ -34,7 +34,10 @@ from typing import Callable
 from gestaltxai import extract as extraction
 from gestaltxai import metrics
 from gestaltxai import provenance as chain_of
-from gestaltxai.data import builders
+from gestaltxai.data.build import build
+from gestaltxai.data.folds import DEFAULT_SEED
+from gestaltxai.data.schema import MetadataKey, hpo_dir
+from gestaltxai.data.sources import SyntheticFaces
 from gestaltxai.data.pipeline import FaceDataset
 from gestaltxai.files import write_json
 from gestaltxai.metrics import evaluation
@@ -159,13 +162,13 @@ def _faces_and_config(faces: str, size: str, seed: int, paths: 'DemoPaths', phot
     raise ValueError(f'size must be one of {sorted(sizes)}, got {size!r}')
   plan = sizes[size]
   if faces == 'synthetic':
-    return (builders.SyntheticFaces(per_class=plan.per_class, seed=seed,
+    return (SyntheticFaces(per_class=plan.per_class, seed=seed,
                                     data_dir=str(paths.data), progress=False),
             TINY.replace(epochs=plan.epochs, seed=seed), plan,
             f'synthetic faces: {plan.per_class} per class with planted traits')
   from gestaltxai.data.planted_faces import PlantedFaces
   # The photos and strengths stay those of seed 0: seeds vary the training, on the same faces.
-  builder = PlantedFaces(photos=photos, limit=plan.per_class, seed=builders.DEFAULT_SEED,
+  builder = PlantedFaces(photos=photos, limit=plan.per_class, seed=DEFAULT_SEED,
                          alignment='dlib', data_dir=str(paths.data), progress=False)
   return (builder, DLIB.replace(epochs=plan.epochs, seed=seed), plan,
           f'real photos: {plan.per_class} with each trait planted and checked by dlib')
@@ -195,9 +198,9 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   stage = _Stages(log, total=6)
 
   stage(f'{what} -> {paths.data}')
-  directory = builders.build(builder, overwrite=overwrite, log=lambda line: log(f'  {line}'))
+  directory = build(builder, overwrite=overwrite, log=lambda line: log(f'  {line}'))
   dataset = FaceDataset.open(directory)
-  planted = dataset.metadata['trait_regions']
+  planted = dataset.metadata[MetadataKey.TRAIT_REGIONS]
 
   stage(f'training {config.name} on fold {FOLD}: {plan.epochs} epochs at '
       f'{config.image_size} px -> {paths.runs}')
@@ -212,7 +215,7 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
 
   stage(f'statistics: RQ1 against {CONTROL}, RQ2 against the annotations -> {paths.stats}')
   table = read_table(paths.table)
-  hpo = builders.hpo_dir(directory)
+  hpo = hpo_dir(directory)
   results = compute(table, read_hpo(hpo), Rq1Config(control=CONTROL))
   write_results(results, paths.stats)
   chain_of.write_stats_provenance(paths.stats, paths.table, hpo)

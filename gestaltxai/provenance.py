@@ -99,13 +99,10 @@ def short(fingerprint: Optional[str]) -> str:
 
 # Datasets.
 
-#: A prepared dataset's JSON files (TFDS's and ours), each read before any record.
-_DATASET_JSON = ('dataset_info.json', 'features.json', 'metadata.json')
-
-
 def check_dataset_files(directory: pathlib.Path) -> None:
   """Refuses a dataset whose JSON files are damaged, naming the file."""
-  for name in _DATASET_JSON:
+  from gestaltxai.data.schema import DATASET_JSON_FILES  # pylint: disable=import-outside-toplevel
+  for name in DATASET_JSON_FILES:
     path = pathlib.Path(directory) / name
     if path.is_file():
       try:
@@ -117,7 +114,7 @@ def check_dataset_files(directory: pathlib.Path) -> None:
 
 def _split_table(dataset) -> tuple[list[str], list[int], list[list[int]]]:
   """(names, labels, per fold the split of each image) of a :class:`FaceDataset`."""
-  from gestaltxai.data.builders import SPLITS  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.schema import SPLITS  # pylint: disable=import-outside-toplevel
   names = [str(n) for n in dataset.names]
   splits = [[0] * len(names) for _ in range(dataset.num_folds)]
   for fold in range(1, dataset.num_folds + 1):
@@ -128,18 +125,19 @@ def _split_table(dataset) -> tuple[list[str], list[int], list[list[int]]]:
 
 
 def _build_identity(dataset) -> dict:
-  build = dict(dataset.metadata.get('build') or {})
-  build.pop('sources', None)  # where the inputs were, not what they are
-  return build
+  # pylint: disable-next=import-outside-toplevel
+  from gestaltxai.data.schema import recorded_identity
+  return recorded_identity(dataset.metadata) or {}  # where the inputs were is not what they are
 
 
 def dataset_record(dataset) -> dict:
   """{'dataset', 'photos', 'path', 'num_folds'}: the dataset's content fingerprint, and
   that of its photos and labels alone (the same photos split otherwise share it)."""
+  from gestaltxai.data.schema import BuildKey  # pylint: disable=import-outside-toplevel
   names, labels, splits = _split_table(dataset)
   build = _build_identity(dataset)
   photos = digest({'names': names, 'labels': labels, 'classes': list(dataset.classes),
-                   'images': (build.get('inputs') or {}).get('images')})
+                   'images': (build.get(BuildKey.INPUTS) or {}).get(BuildKey.IMAGES)})
   return {'dataset': digest({'build': build, 'photos': photos, 'splits': splits}),
           'photos': photos, 'path': str(dataset.directory), 'num_folds': dataset.num_folds}
 

@@ -1,7 +1,7 @@
 """Split roles: which stored split of a fold does which job in the study.
 
 A dataset stores per fold one split name per image (``train``, ``val`` or
-``test``, see :mod:`gestaltxai.data.builders`). What each split is *for*
+``test``, see :mod:`gestaltxai.data.schema`). What each split is *for*
 differs between datasets, so the study asks for roles, never names:
 
 ============  ==============================================================

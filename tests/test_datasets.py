@@ -13,7 +13,9 @@ from PIL import Image
 
 from gestaltxai import cli, data, regions
 from gestaltxai.cli import prepare as prepare_command
-from gestaltxai.data import builders, synthetic
+from gestaltxai.data import schema, sources, synthetic
+from gestaltxai.data.build import build
+from gestaltxai.data.folds import stratified_folds
 from gestaltxai.data.pipeline import FaceDataset, batches, flip_record
 from tests.test_faces import lstsq_similarity
 
@@ -23,7 +25,7 @@ TEST_FOLD_SPLITS = ('train', 'train', 'val', 'test', 'train')
 
 def build_quiet(builder):
   builder._progress = False  # pylint: disable=protected-access
-  return builders.build(builder, workers=0)
+  return build(builder, workers=0)
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +69,7 @@ def nih_root(tmp_path_factory, fairface_dir):
 def nih_dataset(nih_root, tmp_path_factory):
   root, _ = nih_root
   out = tmp_path_factory.mktemp('nih_data')
-  return build_quiet(builders.NihFaces(root=root, data_dir=str(out), file_format='array_record'))
+  return build_quiet(sources.NihFaces(root=root, data_dir=str(out), file_format='array_record'))
 
 
 READ_BACK = textwrap.dedent('''
@@ -142,7 +144,7 @@ def test_folder_builder_skips_broken_and_faceless_photos(tmp_path, fairface_dir)
     writer = csv.DictWriter(f, fieldnames=['file', 'gender'], extrasaction='ignore')
     writer.writeheader()
     writer.writerows(labels)
-  directory = build_quiet(builders.FolderFaces(
+  directory = build_quiet(sources.FolderFaces(
       images=images, labels=csv_path, label_column='gender', num_folds=3,
       data_dir=str(tmp_path / 'out'), file_format='array_record'))
   ds = FaceDataset.open(directory)
@@ -160,9 +162,9 @@ def test_folder_builder_skips_broken_and_faceless_photos(tmp_path, fairface_dir)
 
 def test_stratified_folds_balance_classes_and_follow_the_seed():
   labels = np.repeat([0, 1, 2], [20, 10, 5])
-  folds = builders.stratified_folds(labels, 5, seed=3)
-  np.testing.assert_array_equal(folds, builders.stratified_folds(labels, 5, seed=3))
-  assert not np.array_equal(folds, builders.stratified_folds(labels, 5, seed=4))
+  folds = stratified_folds(labels, 5, seed=3)
+  np.testing.assert_array_equal(folds, stratified_folds(labels, 5, seed=3))
+  assert not np.array_equal(folds, stratified_folds(labels, 5, seed=4))
   for k in range(5):
     test = folds[:, k] == 2
     assert np.bincount(labels[test], minlength=3).tolist() == [4, 2, 1]
@@ -176,7 +178,7 @@ def test_synthetic_faces_are_deterministic_bytes(tmp_path):
   assert synthetic.synthetic_face(8, 'wide_mouth', 3).image.tobytes() != a.image.tobytes()
   files = []
   for run in ('one', 'two'):
-    directory = build_quiet(builders.SyntheticFaces(
+    directory = build_quiet(sources.SyntheticFaces(
         classes=('unaffected', 'short_nose'), per_class=4, seed=7, num_folds=3,
         data_dir=str(tmp_path / run), file_format='array_record'))
     files.append(sorted(directory.glob('*.array_record*')))
@@ -210,7 +212,7 @@ def test_flip_swaps_left_and_right():
 
 
 def test_batches_shard_shuffle_and_subtract_the_mean(tmp_path):
-  directory = build_quiet(builders.SyntheticFaces(
+  directory = build_quiet(sources.SyntheticFaces(
       classes=('unaffected', 'wide_eyes'), per_class=7, data_dir=str(tmp_path),
       file_format='array_record'))
   ds = FaceDataset.open(directory)
@@ -258,7 +260,7 @@ def test_synthetic_ground_truth_grades_hpo_annotations_by_trait_strength(tmp_pat
   for trait, term in synthetic.TRAIT_HPO.items():
     if term is not None:
       assert term in grouping[synthetic.TRAIT_REGIONS[trait]], (trait, term)
-  directory = build_quiet(builders.SyntheticFaces(
+  directory = build_quiet(sources.SyntheticFaces(
       classes=('unaffected', 'wide_eyes', 'short_nose'), per_class=9, seed=3, num_folds=3,
       data_dir=str(tmp_path), file_format='array_record'))
   ds = FaceDataset.open(directory)
@@ -270,7 +272,7 @@ def test_synthetic_ground_truth_grades_hpo_annotations_by_trait_strength(tmp_pat
     assert value == expected
     low, high = synthetic.STRENGTH_RANGE
     assert value == 0.0 if trait == 'unaffected' else low <= value <= high
-  annotations = read_hpo(builders.hpo_dir(directory))
+  annotations = read_hpo(schema.hpo_dir(directory))
   assert not any(name.startswith('unaffected') for name in annotations.images)
   for trait in ('wide_eyes', 'short_nose'):
     column = annotations.terms.index(synthetic.TRAIT_HPO[trait])

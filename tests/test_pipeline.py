@@ -1,19 +1,46 @@
 """The grain input pipeline: plans, padding, resizing, worker processes, resumable iterators."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
-from gestaltxai.data import builders
+from gestaltxai.data import schema, sources
+from gestaltxai.data.build import build
 from gestaltxai.data.pipeline import (PAD, FaceDataset, batch_dataset, batches, iterate,
                                       plan_batches, resize_record)
 
 
 @pytest.fixture(scope='module')
 def faces(tmp_path_factory):
-  directory = builders.build(builders.SyntheticFaces(
+  directory = build(sources.SyntheticFaces(
       classes=('unaffected', 'wide_mouth'), per_class=6, progress=False,
       data_dir=str(tmp_path_factory.mktemp('faces')), file_format='array_record'))
   return FaceDataset.open(directory)
+
+
+def test_names_labels_and_folds_come_from_the_metadata_as_the_records_hold_them(faces,
+                                                                                tmp_path):
+  # The independent side: each record parsed whole, in record order.
+  records = [faces[i] for i in range(len(faces))]
+  names = [r['name'].decode() if isinstance(r['name'], bytes) else str(r['name'])
+           for r in records]
+  folds = np.stack([r['folds'] for r in records])
+  assert schema.index(faces.metadata) is not None  # the build recorded them
+  assert faces.names == names
+  np.testing.assert_array_equal(faces.labels, [int(r['label']) for r in records])
+  np.testing.assert_array_equal(faces.indices(2, 'val'), np.flatnonzero(folds[:, 1] == 1))
+  # A dataset built before the index was recorded is read from its records.
+  older = tmp_path / 'older'
+  shutil.copytree(faces.directory, older)
+  metadata = json.loads((older / schema.METADATA_FILE).read_text())
+  del metadata[schema.MetadataKey.INDEX]
+  (older / schema.METADATA_FILE).write_text(json.dumps(metadata))
+  reread = FaceDataset.open(older)
+  assert schema.index(reread.metadata) is None
+  assert reread.names == names and reread.num_folds == folds.shape[1]
+  np.testing.assert_array_equal(reread.indices(2, 'val'), faces.indices(2, 'val'))
 
 
 def test_every_process_count_sees_one_global_order():

@@ -25,12 +25,12 @@ def photos(tmp_path_factory, fairface_dir):
 
 @pytest.fixture(scope='module')
 def built(photos, tmp_path_factory):
-  from gestaltxai.data import builders
+  from gestaltxai.data.build import build
   from gestaltxai.data.pipeline import FaceDataset
   from gestaltxai.data.planted_faces import PlantedFaces
   builder = PlantedFaces(photos=photos, num_folds=FOLDS,
                          data_dir=tmp_path_factory.mktemp('data'), progress=False)
-  return builder, FaceDataset.open(builders.build(builder, workers=0))
+  return builder, FaceDataset.open(build(builder, workers=0))
 
 
 def _text(value):

@@ -16,7 +16,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from gestaltxai import cli, data
-from gestaltxai.data import builders, staging
+from gestaltxai.data import schema, sources, staging
+from gestaltxai.data.build import build
 from gestaltxai.data.pipeline import FaceDataset
 from tests.test_images import sixteen_bit_grey, sideways_phone_photo
 
@@ -105,11 +106,11 @@ def test_table_errors_name_file_line_and_value_before_any_photo(photos, built, t
   table = write_table(tmp_path / 'labels.csv', rows)
   with pytest.raises(ValueError, match=r"labels\.csv: 'Female' has 5, 'Male' has 5; each class "
                                        'needs at least 6 images for 6 folds'):
-    builders.FolderFaces(images=folder, labels=table, label_column='gender', num_folds=6,
-                         data_dir=tmp_path / 'unused')
+    sources.FolderFaces(images=folder, labels=table, label_column='gender', num_folds=6,
+                        data_dir=tmp_path / 'unused')
   with pytest.raises(ValueError, match='folds must be at least 3'):
-    builders.FolderFaces(images=folder, labels=table, label_column='gender', num_folds=2,
-                         data_dir=tmp_path / 'unused')
+    sources.FolderFaces(images=folder, labels=table, label_column='gender', num_folds=2,
+                        data_dir=tmp_path / 'unused')
   assert not (tmp_path / 'unused').exists()
   assert dataset_files(directory) == files  # the dataset already there is untouched
 
@@ -122,8 +123,8 @@ def test_spreadsheet_tables_are_read(photos, tmp_path):
   write_table(table, [(f' {name} ', spelled[i % 3]) for i, (name, _) in enumerate(rows)],
               header=(' file', 'gender '), encoding='utf-8-sig', delimiter=';')
   assert table.read_bytes().startswith(b'\xef\xbb\xbf')
-  builder = builders.FolderFaces(images=folder, labels=table, label_column='gender',
-                                 num_folds=3, data_dir=tmp_path / 'data')
+  builder = sources.FolderFaces(images=folder, labels=table, label_column='gender',
+                                num_folds=3, data_dir=tmp_path / 'data')
   assert builder.info.metadata['classes'] == ['Female', 'Male', 'male']
   assert [item.name for item in builder.items] == [name for name, _ in rows]
   assert all(item.digest for item in builder.items)
@@ -241,7 +242,7 @@ def test_leftovers_of_builds_in_place_are_removed(tmp_path):
   leftover = tmp_path / 'data' / 'synthetic_faces' / 'incomplete.AB12CD_1.0.0'
   leftover.mkdir(parents=True)
   (leftover / 'dataset_info.json').write_text('{}')
-  directory = builders.build(builders.SyntheticFaces(
+  directory = build(sources.SyntheticFaces(
       classes=('unaffected', 'short_nose'), per_class=3, num_folds=3, data_dir=tmp_path / 'data',
       progress=False), workers=0)
   assert not leftover.exists() and FaceDataset.open(tmp_path / 'data').directory == directory
@@ -309,21 +310,21 @@ def test_too_few_usable_photos_keeps_the_aligned_ones(photos, tmp_path, capsys):
 
 def test_one_build_at_a_time_per_folder(tmp_path):
   (tmp_path / 'data').mkdir()
-  builder = builders.SyntheticFaces(classes=('unaffected', 'short_nose'), per_class=3,
-                                    num_folds=3, data_dir=tmp_path / 'data', progress=False)
+  builder = sources.SyntheticFaces(classes=('unaffected', 'short_nose'), per_class=3,
+                                   num_folds=3, data_dir=tmp_path / 'data', progress=False)
   with staging.exclusive(tmp_path / 'data'):  # as another prepare holds it
     with pytest.raises(BlockingIOError, match='another process is preparing a dataset in'):
-      builders.build(builder, workers=0)
+      build(builder, workers=0)
   assert not list((tmp_path / 'data').iterdir())
 
 
 def test_partitions_errors_name_line_and_value(tmp_path):
   (tmp_path / 'images').mkdir()
-  header = builders.NihFaces.COLUMNS
+  header = sources.NihFaces.COLUMNS
   good = [f'{cls}Slide{i}.jpg' for cls in ('Down', 'WS') for i in range(3)]
 
   def row(name, index, **changes):
-    values = {'image_name': name, **{f'fold-{k}': builders.SPLITS[(index + k) % 3]
+    values = {'image_name': name, **{f'fold-{k}': schema.SPLITS[(index + k) % 3]
                                      for k in range(1, 6)},
               **{f'{a}{i}': str(10 * i + (a == 'y')) for i in range(1, 6) for a in 'xy'}}
     values.update(changes)
@@ -344,5 +345,5 @@ def test_partitions_errors_name_line_and_value(tmp_path):
   for case, (rows, message) in cases.items():
     write_table(tmp_path / 'partitions.csv', rows, header=header)
     with pytest.raises(ValueError, match=message):
-      builders.NihFaces(root=tmp_path, data_dir=tmp_path / 'data')
+      sources.NihFaces(root=tmp_path, data_dir=tmp_path / 'data')
     assert not (tmp_path / 'data').exists(), case

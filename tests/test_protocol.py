@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from gestaltxai import cli, paper, roles, stats
-from gestaltxai.data import builders, synthetic
+from gestaltxai.data import schema, sources, synthetic
 from gestaltxai.data.detect import five_from_68
 
 # NIH-Faces classes drawn as synthetic faces with some planted trait (which one does not
@@ -34,7 +34,7 @@ def nih_splits(position: int, annotated: bool) -> list[str]:
   """fold-1 .. fold-5 of one image: annotated ones are `test` everywhere; fold 1 holds out the
   first images of each class, the other folds one other image each (they are not trained)."""
   if annotated:
-    return ['test'] * builders.NIH_FOLDS
+    return ['test'] * sources.NIH_FOLDS
   fold_one = 'val' if position < HELD_OUT_PER_CLASS else 'train'
   return [fold_one] + ['val' if position == HELD_OUT_PER_CLASS else 'train'] * 4
 
@@ -64,7 +64,7 @@ def write_nih_folder(root):
           writer.writerow([i, image, *rng.choice(HPO_CELLS, len(HPO_TERMS)), ''])
   with open(root / 'partitions.csv', 'w', newline='') as f:
     writer = csv.writer(f)
-    writer.writerow(builders.NihFaces.COLUMNS)
+    writer.writerow(sources.NihFaces.COLUMNS)
     for image, (_, splits, five) in partitions.items():
       writer.writerow([image, *splits, *five.ravel().round(3)])
   return {image: (name, splits) for image, (name, splits, _) in partitions.items()}
@@ -271,15 +271,15 @@ def test_the_inner_split_sets_aside_a_fifth_of_each_class():
 
 
 def test_datasets_record_their_split_roles():
-  assert builders.NihFaces.SPLIT_ROLES == roles.REFERENCE
-  assert builders.SyntheticFaces.SPLIT_ROLES == builders.FolderFaces.SPLIT_ROLES == roles.CLEAN
+  assert sources.NihFaces.SPLIT_ROLES == roles.REFERENCE
+  assert sources.SyntheticFaces.SPLIT_ROLES == sources.FolderFaces.SPLIT_ROLES == roles.CLEAN
   assert roles.REFERENCE.held_out == roles.REFERENCE.select == 'val'
   assert roles.CLEAN.held_out == 'test' and roles.CLEAN.select == 'val'
   # Datasets prepared before the roles were recorded: their builder's.
-  assert builders.split_roles({'build': {'builder': 'nih_faces'}}) == roles.REFERENCE
-  assert builders.split_roles({'build': {'builder': 'synthetic_faces'}}) == roles.CLEAN
+  assert schema.split_roles({'build': {'builder': 'nih_faces'}}) == roles.REFERENCE
+  assert schema.split_roles({'build': {'builder': 'synthetic_faces'}}) == roles.CLEAN
   recorded = {'split_roles': roles.REFERENCE.to_dict(), 'build': {'builder': 'folder_faces'}}
-  assert builders.split_roles(recorded) == roles.REFERENCE
+  assert schema.split_roles(recorded) == roles.REFERENCE
 
 
 def test_the_notebook_grid_is_shown_only_with_angelman_and_ks(tmp_path, capsys):

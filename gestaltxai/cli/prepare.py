@@ -14,29 +14,29 @@ DETECTOR_NAMES = {'hog': "found by dlib's HOG detector", 'cnn': "found by dlib's
 
 def summary(dataset) -> str:
   """Images per class and fold split, faces per detector, warnings and skipped images."""
-  from gestaltxai.data.builders import SPLITS
+  from gestaltxai.data.schema import SPLITS, MetadataKey
   metadata = dataset.metadata
   lines = [f'{len(dataset)} images in {dataset.directory}']
   counts = collections.Counter(dataset.labels.tolist())
   lines += [f'  {name:>16s}: {counts.get(i, 0)}' for i, name in enumerate(dataset.classes)]
-  for fold in range(1, metadata['num_folds'] + 1):
+  for fold in range(1, metadata[MetadataKey.NUM_FOLDS] + 1):
     sizes = ', '.join(f'{s} {len(dataset.indices(fold, s))}' for s in SPLITS)
     lines.append(f'  fold-{fold}: {sizes}')
   lines.append(f'split roles: {dataset.roles.describe()}')
-  detectors = metadata.get('detectors', {})
+  detectors = metadata.get(MetadataKey.DETECTORS, {})
   if detectors:
     lines.append('faces: ' + ', '.join(
         f'{n} {DETECTOR_NAMES.get(kind, kind)}' for kind, n in detectors.items()))
-  warnings = metadata.get('warnings', [])
+  warnings = metadata.get(MetadataKey.WARNINGS, [])
   if warnings:
     lines.append(f'{len(warnings)} warnings:')
     lines += [f'  {w["name"]}: {w["warning"]}' for w in warnings]
-  skipped = metadata.get('skipped', [])
+  skipped = metadata.get(MetadataKey.SKIPPED, [])
   no_face = sum('no face' in s['reason'] for s in skipped)
   lines.append(f'{len(skipped)} images could not be used ({no_face} without a face)'
                + (':' if skipped else ''))
   lines += [f'  {s["name"]}: {s["reason"]}' for s in skipped]
-  checks = metadata.get('planted_checks')
+  checks = metadata.get(MetadataKey.PLANTED_CHECKS)
   if checks:
     lines.append('planted traits re-measured by dlib (kept / no face / change not shown):')
     lines += [f'  {trait:>16s}: {c["kept"]} / {c["no_face"]} / {c["check_failed"]}'
@@ -45,20 +45,20 @@ def summary(dataset) -> str:
 
 
 def _nih(args, common):
-  from gestaltxai.data import builders
-  return builders.NihFaces(root=args.root, detector=args.detector, **common)
+  from gestaltxai.data.sources import NihFaces
+  return NihFaces(root=args.root, detector=args.detector, **common)
 
 
 def _folder(args, common):
-  from gestaltxai.data import builders
-  return builders.FolderFaces(images=args.images, labels=args.labels,
+  from gestaltxai.data.sources import FolderFaces
+  return FolderFaces(images=args.images, labels=args.labels,
                               label_column=args.label_column, num_folds=args.folds,
                               seed=args.seed, detector=args.detector, **common)
 
 
 def _synthetic(args, common):
-  from gestaltxai.data import builders
-  return builders.SyntheticFaces(classes=tuple(args.classes), per_class=args.per_class,
+  from gestaltxai.data.sources import SyntheticFaces
+  return SyntheticFaces(classes=tuple(args.classes), per_class=args.per_class,
                                  seed=args.seed, num_folds=args.folds, **common)
 
 
@@ -73,16 +73,16 @@ BUILDERS = {'nih-faces': _nih, 'folder': _folder, 'synthetic': _synthetic, 'plan
 
 
 def run(args) -> None:
-  from gestaltxai.data import builders
+  from gestaltxai.data.build import build
   from gestaltxai.data.pipeline import FaceDataset
   builder = BUILDERS[args.source](args, {'data_dir': args.data_dir,
                                          'alignment': args.alignment})
-  directory = builders.build(builder, overwrite=args.overwrite, workers=args.workers)
+  directory = build(builder, overwrite=args.overwrite, workers=args.workers)
   print(summary(FaceDataset.open(directory)))
 
 
 def add_parser(commands) -> None:
-  from gestaltxai.data.builders import DEFAULT_FOLDS, DEFAULT_SEED, MIN_FOLDS
+  from gestaltxai.data.folds import DEFAULT_FOLDS, DEFAULT_SEED, MIN_FOLDS
   from gestaltxai.data.detect import DETECTORS
   from gestaltxai.data.synthetic import TRAITS
   prepare = commands.add_parser('prepare', help='build an aligned face dataset (TFDS)')

@@ -4,7 +4,7 @@ These functions run in :mod:`gestaltxai.data.staging`'s worker processes, so
 they are module-level and take small, picklable arguments (a path, the five
 points, a synthetic face's index). Each returns the arrays of one example:
 ``image``, ``parsing``, ``regions``, ``five``, ``points68`` and ``detector``
-as :mod:`gestaltxai.data.builders` stores them (label, name and folds are
+as :mod:`gestaltxai.data.schema` lists them (label, name and folds are
 the builder's).
 """
 

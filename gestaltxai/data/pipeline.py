@@ -32,7 +32,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from gestaltxai.data.builders import SIZE, SPLIT, SPLITS, complete_datasets, split_roles
+from gestaltxai.data import schema
+from gestaltxai.data.examples import SIZE
+from gestaltxai.data.schema import SPLITS, complete_datasets
 from gestaltxai.roles import SplitRoles
 from gestaltxai.regions.maps import LAPA_FLIP
 
@@ -88,7 +90,7 @@ class FaceDataset:
 
   @functools.cached_property
   def source(self):
-    return self.builder.as_data_source(SPLIT)
+    return self.builder.as_data_source(schema.TFDS_SPLIT)
 
   @property
   def metadata(self) -> dict:
@@ -96,7 +98,7 @@ class FaceDataset:
 
   @property
   def classes(self) -> list[str]:
-    return list(self.metadata['classes'])
+    return schema.classes(self.metadata)
 
   @property
   def num_folds(self) -> int:
@@ -110,14 +112,10 @@ class FaceDataset:
 
   @functools.cached_property
   def _index_table(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(folds (N, K) int8, labels (N,), names): read once, without keeping images."""
-    folds, labels, names = [], [], []
-    for i in range(len(self)):
-      record = self[i]
-      folds.append(record['folds'])
-      labels.append(int(record['label']))
-      names.append(_text(record['name']))
-    return np.stack(folds), np.asarray(labels), names
+    """(folds (N, K) int8, labels (N,), names): from the metadata, or (datasets built before
+    it recorded them) from every record."""
+    recorded = schema.index(self.metadata)
+    return recorded if recorded is not None else read_index(self.source)
 
   @property
   def labels(self) -> np.ndarray:
@@ -139,7 +137,7 @@ class FaceDataset:
   def roles(self) -> SplitRoles:
     """Which split trains, selects the epoch, is held out and is annotated
     (:mod:`gestaltxai.roles`)."""
-    return split_roles(self.metadata)
+    return schema.split_roles(self.metadata)
 
   def role_indices(self, fold: int, role: str) -> np.ndarray:
     """Record indices playing ``role`` ('train', 'select', 'held_out', 'annotated') in
@@ -150,7 +148,19 @@ class FaceDataset:
     """The fold's training BGR mean; the VGGFace2 mean when ``fold`` is None."""
     if fold is None:
       return np.array(VGGFACE2_MEAN_BGR, np.float32)
-    return np.array(self.metadata['fold_mean_bgr'][f'fold-{fold}'], np.float32)
+    return np.array(schema.fold_mean_bgr(self.metadata, fold), np.float32)
+
+
+def read_index(source: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+  """(folds (N, K) int8, labels (N,), names) of every record of a data source, in record
+  order; this parses every record, images included (about 2 ms each), without keeping them."""
+  folds, labels, names = [], [], []
+  for i in range(len(source)):
+    record = source[i]
+    folds.append(record['folds'])
+    labels.append(int(record['label']))
+    names.append(_text(record['name']))
+  return np.stack(folds), np.asarray(labels), names
 
 
 def _text(value) -> str:

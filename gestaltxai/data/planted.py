@@ -41,10 +41,12 @@ from typing import Callable
 import numpy as np
 from scipy import interpolate, ndimage
 
+from gestaltxai.data.align import ALIGNMENT_SIZES
 from gestaltxai.data.detect import detect_landmarks, landmarks_in_box
 from gestaltxai.data.synthetic import TRAIT_HPO, TRAIT_REGIONS  # noqa: F401  (re-exported)
 
-SIZE = 224
+#: Traits are planted on the photo aligned as ArcFace aligns it (dlib's chip is cut from it).
+SIZE = ALIGNMENT_SIZES['arcface']
 TRAITS = ('unaffected', 'wide_eyes', 'long_philtrum', 'wide_mouth', 'short_nose')
 #: Range of an image's trait strength (1 is the warp in the table above). At 1 to 2 the
 #: re-detected landmarks show every trait on most FairFace faces (README: planted faces).

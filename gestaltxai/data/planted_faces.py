@@ -22,8 +22,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from gestaltxai.data import planted, staging
-from gestaltxai.data.builders import (DEFAULT_FOLDS, DEFAULT_SEED, FaceDatasetBuilder,
-                                      SPLITS, _check_class_sizes, check_num_folds, write_hpo)
+from gestaltxai.data.face_builder import FaceDatasetBuilder, write_hpo
+from gestaltxai.data.folds import (DEFAULT_FOLDS, DEFAULT_SEED, check_class_sizes,
+                                   check_num_folds, folds_from_parts)
+from gestaltxai.data.schema import MetadataKey
 from gestaltxai.data.detect import DETECTORS
 
 
@@ -57,12 +59,7 @@ def identity_folds(identities: Sequence[str], num_folds: int, seed: int) -> np.n
   people = sorted(set(identities))
   order = np.random.default_rng(seed).permutation(len(people))
   part_of = {people[i]: rank % num_folds for rank, i in enumerate(order)}
-  part = np.array([part_of[i] for i in identities])
-  folds = np.zeros((len(identities), num_folds), np.int8)
-  for k in range(num_folds):
-    folds[part == k, k] = SPLITS.index('test')
-    folds[part == (k + 1) % num_folds, k] = SPLITS.index('val')
-  return folds
+  return folds_from_parts(np.array([part_of[i] for i in identities]), num_folds)
 
 
 class PlantedFaces(FaceDatasetBuilder):
@@ -130,7 +127,7 @@ class PlantedFaces(FaceDatasetBuilder):
     return item.recipe.args[1]
 
   def _assign_folds(self, usable):
-    _check_class_sizes(collections.Counter(self._classes[item.label] for item in usable),
+    check_class_sizes(collections.Counter(self._classes[item.label] for item in usable),
                        self._num_folds, f'{len(usable)} usable planted images')
     return identity_folds([self._identity_of(i) for i in usable], self._num_folds,
                                   self._seed)
@@ -157,11 +154,11 @@ class PlantedFaces(FaceDatasetBuilder):
             for trait, c in counts.items()}
 
   def _extra_metadata(self):
-    return {'seed': self._seed, 'photos': len(self._found),
-            'strength_range': list(planted.STRENGTH_RANGE),
-            'trait_regions': {c: planted.TRAIT_REGIONS[c] for c in self._classes},
-            'trait_hpo': {c: planted.TRAIT_HPO[c] for c in self._classes},
-            'planted_checks': self._checks()}
+    return {MetadataKey.SEED: self._seed, MetadataKey.PHOTOS: len(self._found),
+            MetadataKey.STRENGTH_RANGE: list(planted.STRENGTH_RANGE),
+            MetadataKey.TRAIT_REGIONS: {c: planted.TRAIT_REGIONS[c] for c in self._classes},
+            MetadataKey.TRAIT_HPO: {c: planted.TRAIT_HPO[c] for c in self._classes},
+            MetadataKey.PLANTED_CHECKS: self._checks()}
 
   def write_extras(self, directory: pathlib.Path) -> None:
     """``hpo/<trait>.csv``: each trait's images graded by strength (as the synthetic faces)."""

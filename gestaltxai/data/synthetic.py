@@ -39,10 +39,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from gestaltxai.data.align import ALIGNMENT_SIZES
 from gestaltxai.regions.landmarks import landmark_parsing
 from gestaltxai.regions.maps import LAPA
 
-SIZE = 224
+#: Faces are drawn aligned, as the ArcFace alignment stores photos.
+SIZE = ALIGNMENT_SIZES['arcface']
 _ASSETS = pathlib.Path(__file__).parent / 'assets'
 MEAN_IOD = 70.0  # the ArcFace template's eye distance at 224 px
 

@@ -34,6 +34,7 @@ from gestaltxai import outputs, paper, provenance as chain
 from gestaltxai.artifacts import coefficient_table as table_files
 from gestaltxai.artifacts.coefficient_table import NO_FOLD, OK
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
+from gestaltxai.data.schema import MetadataKey
 from gestaltxai.errors import ParameterError
 from gestaltxai.extract import rows as row_parts
 from gestaltxai.extract import spec as specs
@@ -323,7 +324,7 @@ def _summed(counts: Iterator[dict[str, int]]) -> dict[str, int]:
 def control_class(dataset: FaceDataset) -> Optional[str]:
   """The dataset's control class: its metadata's ``control``, else a class named
   'unaffected' in any case (NIH-Faces: 'Unaffected'), else None."""
-  named = dataset.metadata.get('control')
+  named = dataset.metadata.get(MetadataKey.CONTROL)
   if named:
     return str(named)
   return next((c for c in dataset.classes if c.lower() == DEFAULT_CONTROL), None)

@@ -44,6 +44,7 @@ from gestaltxai import provenance
 from gestaltxai.artifacts import coefficient_table
 from gestaltxai.artifacts.coefficient_table import FORMATS, NO_FOLD, OK
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
+from gestaltxai.data.schema import MetadataKey
 from gestaltxai.extract import spec as specs
 from gestaltxai.extract.batches import RegionMaps, batch_key, concatenate_plans
 from gestaltxai.extract.step import predict_step
@@ -370,7 +371,7 @@ def evaluation(data_dir, out, *, runs=None, weights=None, methods: Sequence[str]
   dataset = FaceDataset.open(data_dir)
   table = pathlib.Path(out)
   out_format = coefficient_table.table_format(table, settings.pop('out_format', None))
-  planted = dataset.metadata.get('trait_regions')
+  planted = dataset.metadata.get(MetadataKey.TRAIT_REGIONS)
   method_list = specs.method_specs(list(methods) or list(REFERENCE_METHODS), method_options)
   metric_list = metric_specs(list(metrics), metric_options, ground_truth=bool(planted))
   sources = model_sources(dataset, runs=runs, weights=weights, folds=folds)

@@ -47,6 +47,7 @@ def section(study: inputs.Study) -> Section:
 
 
 def _dataset_blocks(data_dir, warnings: list[str]) -> list[dict]:
+  from gestaltxai.data.schema import MetadataKey  # pylint: disable=import-outside-toplevel
   try:
     dataset = inputs.open_dataset(data_dir)
     metadata = dataset.metadata
@@ -56,15 +57,15 @@ def _dataset_blocks(data_dir, warnings: list[str]) -> list[dict]:
     return [blocks.note(f'The dataset at {data_dir} could not be read: {err}')]
   found = [blocks.heading('Dataset', 'dataset'),
            blocks.text(f'{dataset.directory}: {len(dataset)} aligned faces in '
-                       f'{len(dataset.classes)} classes, {metadata.get("num_folds", "?")} '
+                       f'{len(dataset.classes)} classes, {metadata.get(MetadataKey.NUM_FOLDS, "?")} '
                        'folds.'),
            blocks.table(['class', 'images'], zip(dataset.classes, counts.tolist()),
                         'Images per class (all splits)')]
-  means = metadata.get('fold_mean_bgr') or {}
+  means = metadata.get(MetadataKey.FOLD_MEAN_BGR) or {}
   if means:
     found.append(blocks.table(['fold', 'B', 'G', 'R'], [[k, *v] for k, v in means.items()],
                               'Per-fold BGR channel mean over the training images'))
-  skipped = metadata.get('skipped') or []
+  skipped = metadata.get(MetadataKey.SKIPPED) or []
   if skipped:
     found.append(blocks.details(f'{len(skipped)} photos could not be used',
                                 [blocks.table(list(skipped[0]),

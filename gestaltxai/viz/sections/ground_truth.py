@@ -58,9 +58,10 @@ def section(study: inputs.Study) -> Optional[Section]:
 def planted_strip_blocks(data_dir, warnings: list[str]) -> list[dict]:
   """The planted strip of a dataset of traits planted on photos (none for other datasets)."""
   from gestaltxai.viz.planted import identity_records, planted_strip  # pylint: disable=import-outside-toplevel
+  from gestaltxai.data.schema import MetadataKey  # pylint: disable=import-outside-toplevel
   try:
     dataset = inputs.open_dataset(data_dir)
-    if 'planted_checks' not in dataset.metadata:
+    if MetadataKey.PLANTED_CHECKS not in dataset.metadata:
       return []
     figure = planted_strip(identity_records(dataset))
   except (OSError, ValueError, KeyError) as err:
