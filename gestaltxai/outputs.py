@@ -67,7 +67,8 @@ def claim_table(table: pathlib.Path, shards: pathlib.Path, arguments: Mapping,
   A table whose shards are gone is finished work: refused unless ``overwrite``.
   A shard folder of other arguments is refused by the shard store, which names them.
   """
-  manifest = pathlib.Path(shards) / 'manifest.json'
+  from gestaltxai.extract.store import MANIFEST  # pylint: disable=import-outside-toplevel
+  manifest = pathlib.Path(shards) / MANIFEST
   if manifest.is_file():
     try:
       saved = json.loads(manifest.read_text())

@@ -25,7 +25,9 @@ hold out ``test`` (their annotations, where they have any, cover it).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
+
+from gestaltxai.errors import ParameterError
 
 ROLES = ('train', 'select', 'held_out', 'annotated')
 #: The roles ``gestaltxai extract`` explains by default: what RQ1 and RQ2 read.
@@ -84,3 +86,25 @@ def row_role(roles: tuple[str, ...]) -> str:
 def has_role(cell: str, role: str) -> bool:
   """Whether a table's ``role`` cell includes ``role`` (:data:`EVERY_ROLE` includes all)."""
   return cell == EVERY_ROLE or role in cell.split(JOIN)
+
+
+def check_roles(roles: Optional[Sequence[str]]) -> tuple[str, ...]:
+  """``roles`` (default :data:`STUDY_ROLES`) in :data:`ROLES` order; unknown ones refused."""
+  roles = tuple(roles or STUDY_ROLES)
+  unknown = [r for r in roles if r not in ROLES]
+  if unknown:
+    raise ParameterError('{roles}: unknown {unknown}; choose from {choices}', unknown=unknown,
+                         choices=', '.join(ROLES))
+  return tuple(r for r in ROLES if r in roles)
+
+
+def images_by_role(dataset, fold: int,
+                   roles: Sequence[str]) -> dict[int, tuple[str, str]]:
+  """{record index: (its split, its ``role`` cell)} of the fold's images of ``roles``: an
+  image of several asked roles (held-out and annotated on our builders) appears once."""
+  found: dict[int, list[str]] = {}
+  for role in roles:
+    for index in dataset.role_indices(fold, role):
+      found.setdefault(int(index), []).append(role)
+  return {index: (dataset.roles.split(played[0]), row_role(tuple(played)))
+          for index, played in found.items()}

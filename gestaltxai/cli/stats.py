@@ -118,8 +118,8 @@ def run(args) -> None:
     written.insert(-2, _write_notebook_grid(results, args.out))
   print('\n'.join(summary_lines(results, args.notebook_grid)))
   if results.skipped:
-    print(f'\n{len(results.skipped)} tests or inputs skipped (all in {args.out / "skipped.csv"}):',
-          file=sys.stderr)
+    print(f'\n{len(results.skipped)} tests or inputs skipped (all in '
+          f'{args.out / results_lib.SKIPPED_FILE}):', file=sys.stderr)
     for skipped in results.skipped[:SHOWN_SKIPPED]:
       where = ' '.join(v for v in (skipped.method, skipped.group, skipped.region) if v)
       print(f'  {skipped.analysis} {where}: {skipped.reason}', file=sys.stderr)

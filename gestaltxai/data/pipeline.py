@@ -1,4 +1,5 @@
-"""Reading prepared face datasets: random access, folds, and batches on grain.
+"""Reading prepared face datasets: random access, folds, and batches on grain (one module, the
+records and the batches that read them together, so longer than 400 lines).
 
 No TensorFlow at run time: records come from ``tfds.data_source`` (array_record)
 and are batched by a ``grain`` pipeline. Batching has three layers, each

@@ -42,7 +42,7 @@ from gestaltxai.extract.batches import (ROW_FIELDS, RegionMaps, batch_key, conca
                                         faces_rgb)
 from gestaltxai.extract.step import DeviceSteps
 from gestaltxai.extract.store import Shard, ShardStore, plan_shards
-from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, row_role
+from gestaltxai.roles import EVERY_ROLE, ROLES, STUDY_ROLES, check_roles, images_by_role
 from gestaltxai.stats.options import DEFAULT_CONTROL
 from gestaltxai.train.fold_models import (LoadedModel, ModelSource, checked_runs,
                                           model_sources)
@@ -366,7 +366,7 @@ def extraction(data_dir, out, *, runs=None, weights=None,
   method_list = specs.method_specs(methods, method_options)
   sources = model_sources(dataset, runs=runs, weights=weights, folds=folds)
   if runs is not None:
-    roles = _check_roles(roles)
+    roles = check_roles(roles)
     row_roles = {fold: images_by_role(dataset, fold, roles) for fold in sources}
     fold_indices = {fold: np.array(sorted(row_roles[fold]), np.int64) for fold in sources}
   else:
@@ -385,27 +385,6 @@ def extraction(data_dir, out, *, runs=None, weights=None,
                            'control': control_class(dataset)}
   return Extraction(dataset, table, sources, fold_indices, method_list, regions,
                     out_format=out_format, row_roles=row_roles, roles=tuple(roles), **settings)
-
-
-def _check_roles(roles: Optional[Sequence[str]]) -> tuple[str, ...]:
-  roles = tuple(roles or STUDY_ROLES)
-  unknown = [r for r in roles if r not in ROLES]
-  if unknown:
-    raise ParameterError('{roles}: unknown {unknown}; choose from {choices}', unknown=unknown,
-                         choices=', '.join(ROLES))
-  return tuple(r for r in ROLES if r in roles)
-
-
-def images_by_role(dataset: FaceDataset, fold: int,
-                   roles: Sequence[str]) -> dict[int, tuple[str, str]]:
-  """{record index: (its split, its ``role`` cell)} of the fold's images of ``roles``: an
-  image of several asked roles (held-out and annotated on our builders) appears once."""
-  found: dict[int, list[str]] = {}
-  for role in roles:
-    for index in dataset.role_indices(fold, role):
-      found.setdefault(int(index), []).append(role)
-  return {index: (dataset.roles.split(played[0]), row_role(tuple(played)))
-          for index, played in found.items()}
 
 
 def process_split(process_index: Optional[int], process_count: Optional[int]) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""What a saliency method may ask of a model: the contract, in three levels.
+"""What a saliency method may ask of a model: the contract, in three levels (the levels and
+their adapters side by side, so longer than 400 lines).
 
 =======  ==========  ====================================================  ==========================
 level    capability  what the model provides                               methods that need it
