@@ -182,10 +182,11 @@ def test_process_split_flags_are_declared_once(parser, capsys, command):
 
 def _commands(parser):
   """(name, parser) of every command, prepare's sources counted as commands."""
+  # pylint: disable=protected-access
   found = []
 
   def walk(name, node):
-    subs = [a for a in node._actions if isinstance(a, argparse._SubParsersAction)]  # pylint: disable=protected-access
+    subs = [a for a in node._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
       found.append((name, node))
     for sub in subs:

@@ -97,15 +97,15 @@ def folds_of(args, num_folds: int) -> tuple[int, ...]:
 
 
 class _Deprecated(argparse.Action):
-  """Stores like ``store``, and says on stderr which flag to use instead."""
+  """Stores like ``store``, and says on stderr which flag to use instead, and why."""
 
-  def __init__(self, *args, instead: str, **kwargs):
-    self.instead = instead
+  def __init__(self, *args, instead: str, why: str, **kwargs):
+    self.instead, self.why = instead, why
     super().__init__(*args, **kwargs)
 
   def __call__(self, parser, namespace, values, option_string=None):
     print(f'{parser.prog}: {option_string} {values} is deprecated here; use {self.instead} '
-          f'{values} (--folds names fold numbers in the other commands)', file=sys.stderr)
+          f'{values} ({self.why})', file=sys.stderr)
     setattr(namespace, self.dest, values)
 
 
@@ -115,7 +115,7 @@ def add_num_folds(parser, *, minimum: int, default: int) -> None:
                       help=f'folds to split the images into, at least {minimum} '
                            '(default: %(default)s)')
   _alias(parser, '--folds', 'num_folds', type=int_at_least(minimum), action=_Deprecated,
-         instead='--num-folds')
+         instead='--num-folds', why='--folds names fold numbers in the other commands')
 
 
 # Workers.

@@ -56,7 +56,8 @@ def add_parser(commands) -> None:
   train.add_argument('--epochs', type=int_at_least(1), help="default: the configuration's")
   train.add_argument('--seed', type=int, help='default: 0')
   flags.add_dtype(train)
-  train.add_argument('--batch-size', type=int_at_least(1), help="global batch; default: the configuration's")
+  train.add_argument('--batch-size', type=int_at_least(1),
+                     help="global batch; default: the configuration's")
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
   flags.add_decoding_workers(train)
