@@ -20,8 +20,10 @@ def gestaltxai(*args, **options):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['prepare', 'synthetic', '--folds', '2'], 'argument --folds: must be at least 3, got 2'),
-    (['prepare', 'synthetic', '--folds', 'two'], "argument --folds: expected an integer, got 'two'"),
+    (['prepare', 'synthetic', '--num-folds', '2'],
+     'argument --num-folds: must be at least 3, got 2'),
+    (['prepare', 'synthetic', '--num-folds', 'two'],
+     "argument --num-folds: expected an integer, got 'two'"),
     (['prepare', 'synthetic', '--per-class', '0'], 'argument --per-class: must be at least 1'),
     (['prepare', 'synthetic', '--workers', '-1'], 'argument --workers: must be at least 0'),
     (['prepare', 'folder', '--detector', 'mtcnn'], "argument --detector: invalid choice: 'mtcnn'"),

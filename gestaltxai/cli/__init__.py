@@ -2,7 +2,8 @@
 extract, stats, report), the demo that runs it on synthetic faces, and tools.
 
 Each command lives in its own module of this package, which adds its parser
-with ``add_parser(subparsers)``; heavy imports happen when a command runs.
+with ``add_parser(subparsers)``; heavy imports happen when a command runs. A flag that
+several commands take is added from :mod:`gestaltxai.cli.flags`, one spelling per concept.
 
 Errors are one line on stderr (``gestaltxai <command>: <message>``) and exit
 status 1; a usage error (a missing or out-of-range argument) is argparse's
@@ -29,7 +30,7 @@ ANTICIPATED = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 EXIT_ERROR = 1
 #: Library parameters whose flag is named otherwise (parameter -> the flag's argparse dest);
 #: every other parameter is the flag of its own name.
-RENAMED_PARAMETERS = {'out_format': 'format'}
+RENAMED_PARAMETERS = {'out_format': 'format', 'regions': 'region_set'}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from gestaltxai.cli import int_at_least
+from gestaltxai.cli import flags, int_at_least
 
 
 def _options(text, flag):
@@ -87,7 +87,7 @@ def add_parser(commands) -> None:
                            'planted regions, deletion, insertion, ROAD, region deletion, '
                            'random logit, model randomisation); `gestaltxai metrics` lists them')
   parser.add_argument('--metric-options', help='JSON: {"road": {"fractions": [0.2, 0.5]}}')
-  parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
+  flags.add_folds(parser)
   parser.add_argument('--images-per-fold', type=int_at_least(1),
                       help='the first N held-out images of each fold (default: all)')
   parser.add_argument('--metric-images',
@@ -96,8 +96,7 @@ def add_parser(commands) -> None:
   parser.add_argument('--batch-size', type=int_at_least(1), default=16)
   parser.add_argument('--shard-size', type=int_at_least(1), default=64,
                       help='images per shard, the unit written and resumed')
-  parser.add_argument('--format', help='parquet or csv (default: from the --out suffix)')
+  flags.add_format(parser)
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--process-index', type=int, help='this job of --process-count')
-  parser.add_argument('--process-count', type=int_at_least(1))
+  flags.add_process_split(parser)
   parser.set_defaults(run=run)

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import pathlib
 
-from gestaltxai.cli import int_at_least
+from gestaltxai.cli import flags, int_at_least
 
 
 def run(args) -> None:
-  from gestaltxai.train import distributed
-  # Joining a multi-host run must come before anything touches a device.
-  joined = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                                  auto_detect=args.distributed)
+  joined = flags.join_multihost(args)  # before anything touches a device
   import jax
 
   from gestaltxai import extract
@@ -20,7 +17,7 @@ def run(args) -> None:
   job = extract.extraction(
       args.data_dir, args.out, runs=args.runs, weights=args.weights,
       methods=args.methods or extract.REFERENCE_METHODS,
-      method_options=extract.parse_method_options(args.method_options), regions=args.regions,
+      method_options=extract.parse_method_options(args.method_options), regions=args.region_set,
       folds=args.folds, roles=args.roles, batch_size=args.batch_size, shard_size=args.shard_size,
       dtype=args.dtype, out_format=args.format, seed=args.seed, workers=args.workers,
       progress=not args.quiet, log=print if jax.process_index() == 0 else (lambda _: None),
@@ -75,8 +72,8 @@ def add_parser(commands) -> None:
   parser.add_argument('--methods', nargs='+',
                       help='method names or "all" (default: the reference pipeline\'s 15)')
   parser.add_argument('--method-options', help='JSON: {"integrated_gradients": {"steps": 50}}')
-  parser.add_argument('--regions', default='reference', help='reference (default) or fine')
-  parser.add_argument('--folds', type=int, nargs='+', help='default: every fold')
+  flags.add_region_set(parser)
+  flags.add_folds(parser)
   parser.add_argument('--roles', nargs='+', metavar='ROLE',
                       help='whose images to explain: held_out (RQ1), annotated (RQ2), select, '
                            'train (default: held_out annotated; the row\'s role column says '
@@ -85,20 +82,15 @@ def add_parser(commands) -> None:
                       help='images per step on this process (rounded up to the devices)')
   parser.add_argument('--shard-size', type=int_at_least(1), default=256,
                       help='images per shard, the unit written and resumed')
-  parser.add_argument('--dtype', choices=('float32', 'bfloat16'))
-  parser.add_argument('--format', help='parquet or csv (default: from the --out suffix)')
+  flags.add_dtype(parser)
+  flags.add_format(parser)
   parser.add_argument('--seed', type=int, default=0, help='randomness of the noise methods')
-  parser.add_argument('--workers', type=int_at_least(0), default=0, help='decoding processes (default: threads)')
-  parser.add_argument('--process-index', type=int_at_least(0), help='this job of --process-count (SLURM array)')
-  parser.add_argument('--process-count', type=int_at_least(1))
-  parser.add_argument('--coordinator', help='host:port of process 0 of a jax.distributed run')
-  parser.add_argument('--num-processes', type=int_at_least(1))
-  parser.add_argument('--process-id', type=int)
-  parser.add_argument('--distributed', action='store_true',
-                      help='let JAX find the cluster (SLURM, TPU pod) and join it')
+  flags.add_decoding_workers(parser)
   parser.add_argument('--quiet', action='store_true', help='no progress bar')
   parser.add_argument('--overwrite', action='store_true',
                       help='replace a finished table at --out (with its maps, provenance and '
                            'shards)')
+  flags.add_process_split(parser)
+  flags.add_multihost(parser)
   parser.set_defaults(run=run)
 

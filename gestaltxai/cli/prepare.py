@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import pathlib
 
-from gestaltxai.cli import int_at_least
+from gestaltxai.cli import flags, int_at_least
 
 #: How the summary names who found the faces.
 DETECTOR_NAMES = {'hog': "found by dlib's HOG detector", 'cnn': "found by dlib's CNN detector",
@@ -51,20 +51,20 @@ def _nih(args, common):
 
 def _folder(args, common):
   from gestaltxai.data.sources import FolderFaces
-  return FolderFaces(images=args.images, labels=args.labels,
-                              label_column=args.label_column, num_folds=args.folds,
-                              seed=args.seed, detector=args.detector, **common)
+  return FolderFaces(images=args.images, labels=args.labels, label_column=args.label_column,
+                     num_folds=args.num_folds, seed=args.seed, detector=args.detector,
+                     **common)
 
 
 def _synthetic(args, common):
   from gestaltxai.data.sources import SyntheticFaces
   return SyntheticFaces(classes=tuple(args.classes), per_class=args.per_class,
-                                 seed=args.seed, num_folds=args.folds, **common)
+                        seed=args.seed, num_folds=args.num_folds, **common)
 
 
 def _planted(args, common):
   from gestaltxai.data.planted_faces import PlantedFaces
-  return PlantedFaces(photos=args.photos, seed=args.seed, num_folds=args.folds,
+  return PlantedFaces(photos=args.photos, seed=args.seed, num_folds=args.num_folds,
                       limit=args.limit, detector=args.detector, **common)
 
 
@@ -84,6 +84,7 @@ def run(args) -> None:
 def add_parser(commands) -> None:
   from gestaltxai.data.folds import DEFAULT_FOLDS, DEFAULT_SEED, MIN_FOLDS
   from gestaltxai.data.detect import DETECTORS
+  from gestaltxai.data.staging import available_cpus
   from gestaltxai.data.synthetic import TRAITS
   prepare = commands.add_parser('prepare', help='build an aligned face dataset (TFDS)')
   sources = prepare.add_subparsers(dest='source', required=True)
@@ -105,7 +106,7 @@ def add_parser(commands) -> None:
   planted.add_argument('--limit', type=int_at_least(1), default=None,
                        help='use the first N photos only')
   for sub in (folder, synthetic, planted):
-    sub.add_argument('--folds', type=int_at_least(MIN_FOLDS), default=DEFAULT_FOLDS)
+    flags.add_num_folds(sub, minimum=MIN_FOLDS, default=DEFAULT_FOLDS)
     sub.add_argument('--seed', type=int, default=DEFAULT_SEED)
   for sub in (nih, folder, planted):
     sub.add_argument('--detector', choices=DETECTORS, default='auto',
@@ -117,6 +118,6 @@ def add_parser(commands) -> None:
                           "(default); dlib: dlib's 150 px face chip, for --model dlib")
     sub.add_argument('--overwrite', action='store_true',
                      help='replace a dataset in --data-dir built from other arguments or inputs')
-    sub.add_argument('--workers', type=int_at_least(0), default=None,
-                     help='processes that align photos (default: every core; 0: this one)')
+    flags.add_workers(sub, work='detect and align the photos', default=available_cpus(),
+                      default_text='every core')
     sub.set_defaults(run=run)

@@ -3,8 +3,11 @@ files and a printed summary; fails (status 1) when either computes nothing it wa
 
 from __future__ import annotations
 
+import difflib
 import pathlib
 import sys
+
+from gestaltxai.cli import flags
 
 #: Skipped tests printed before pointing at skipped.csv.
 SHOWN_SKIPPED = 8
@@ -20,8 +23,7 @@ def add_rq1_arguments(parser) -> None:
   parser.add_argument('--methods', nargs='+',
                       help='methods to test, or "paper" for the 14 of the paper\'s RQ1 grid '
                            '(the 15 extracted but grad_cam); default: every method of the table')
-  parser.add_argument('--regions', nargs='+', help='regions to test (default: every '
-                      '<region>_xai column)')
+  flags.add_region_names(parser)
   parser.add_argument('--alpha', type=float, default=0.001,
                       help='significance after Bonferroni (default 0.001)')
   parser.add_argument('--alpha-assumptions', type=float, default=0.05,
@@ -36,7 +38,7 @@ def rq1_config(args):
   return Rq1Config(control=args.control, alpha=args.alpha,
                    alpha_assumptions=args.alpha_assumptions,
                    syndromes=tuple(args.syndromes) if args.syndromes else None,
-                   regions=tuple(args.regions) if args.regions else None,
+                   regions=tuple(args.region_names) if args.region_names else None,
                    methods=tuple(args.methods) if args.methods else None)
 
 
@@ -97,7 +99,14 @@ def checked_rq1_config(args, table):
   from gestaltxai.stats import options
   args.control = options.resolve_control(args.control, args.table, table.classes)
   config = rq1_config(args)
-  options.check_rq1_options(config, table.classes, table.regions(config.suffix), args.table)
+  regions = table.regions(config.suffix)
+  for name in args.region_names or ():  # before the library's check, which names no flag
+    if name not in regions:
+      close = difflib.get_close_matches(name, list(regions), n=1)
+      raise ValueError(f'--region-names {name!r} has no column in {args.table}'
+                       + (f' (did you mean {close[0]!r}?)' if close else '')
+                       + f'; its regions: {list(regions)}')
+  options.check_rq1_options(config, table.classes, regions, args.table)
   return config
 
 

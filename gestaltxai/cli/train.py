@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pathlib
 
-from gestaltxai.cli import int_at_least
+from gestaltxai.cli import flags, int_at_least
 
 
 def run(args) -> None:
-  from gestaltxai.train import distributed
-  # Joining a multi-host run must come before anything touches a device.
-  distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                         auto_detect=args.distributed)
+  flags.join_multihost(args)  # before anything touches a device
   import jax
 
   from gestaltxai.train.configs import get_config
@@ -23,7 +20,7 @@ def run(args) -> None:
                                            learning_rate=args.learning_rate,
                                            selection=args.select)
   dataset = FaceDataset.open(args.data_dir)
-  folds = range(1, dataset.num_folds + 1) if args.fold == 'all' else [_fold_number(args.fold)]
+  folds = flags.folds_of(args, dataset.num_folds)
   for fold in folds:
     if not 1 <= fold <= dataset.num_folds:
       raise ValueError(f'fold {fold} is out of range: {dataset.directory} has folds '
@@ -45,19 +42,12 @@ def run(args) -> None:
     print(f'summary over folds: gestaltxai evaluate --runs {args.out}')
 
 
-def _fold_number(text: str) -> int:
-  try:
-    return int(text)
-  except ValueError as err:
-    raise ValueError(f'--fold takes a number or "all", got {text!r}') from err
-
-
 def add_parser(commands) -> None:
   train = commands.add_parser('train', help='fine-tune on every device; resumes a run in --out')
   train.add_argument('--data-dir', type=pathlib.Path, required=True,
                      help='a dataset made by `gestaltxai prepare`')
   train.add_argument('--out', type=pathlib.Path, required=True, help='RUNS folder (fold-K/ inside)')
-  train.add_argument('--fold', default='1', help='a fold number or "all" (default 1)')
+  flags.add_folds(train, default=(1,), aliases=('--fold',))
   train.add_argument('--config', default='reference',
                      help="reference (default), tiny or dlib (dlib's face ResNet, on a dataset "
                           'prepared with --alignment dlib)')
@@ -65,11 +55,12 @@ def add_parser(commands) -> None:
                      help='resnet50_ft_weight.pkl (VGGFace2) or a trained fold folder')
   train.add_argument('--epochs', type=int_at_least(1), help="default: the configuration's")
   train.add_argument('--seed', type=int, help='default: 0')
-  train.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype')
-  train.add_argument('--batch-size', type=int_at_least(1), help="global batch; default: the configuration's")
+  flags.add_dtype(train)
+  train.add_argument('--batch-size', type=int_at_least(1),
+                     help="global batch; default: the configuration's")
   train.add_argument('--learning-rate', type=float,
                      help="the body's base rate (the head's follows); default: the configuration's")
-  train.add_argument('--workers', type=int, help='decoding processes per host (0: threads)')
+  flags.add_decoding_workers(train)
   train.add_argument('--select', choices=('best', 'inner', 'last'),
                      help='the epoch kept: "best" accuracy on the select split (default, the '
                           'reference\'s; on NIH-Faces that split is also the held-out one), '
@@ -78,10 +69,5 @@ def add_parser(commands) -> None:
   train.add_argument('--quiet', action='store_true', help='no progress bar')
   train.add_argument('--overwrite', action='store_true',
                      help='replace the folds\' runs in --out instead of resuming them')
-  multi = train.add_argument_group('multi-host (run the same command in every process)')
-  multi.add_argument('--coordinator', help='host:port of process 0 ($JAX_COORDINATOR_ADDRESS)')
-  multi.add_argument('--num-processes', type=int, help='($JAX_NUM_PROCESSES)')
-  multi.add_argument('--process-id', type=int, help='($JAX_PROCESS_ID)')
-  multi.add_argument('--distributed', action='store_true',
-                     help='detect the cluster (SLURM, Open MPI, Cloud TPU) without --coordinator')
+  flags.add_multihost(train)
   train.set_defaults(run=run)
