@@ -114,7 +114,7 @@ def test_workers_mean_the_same_everywhere(parser, capsys, command):
 
 @pytest.mark.parametrize('command', FORMAT)
 def test_format_is_a_closed_choice(parser, capsys, command):
-  from gestaltxai.extract.store import FORMATS
+  from gestaltxai.artifacts.coefficient_table import FORMATS
   assert parse(parser, command).format is None  # from the --out suffix
   for name in FORMATS:
     assert parse(parser, command, '--format', name).format == name

@@ -28,9 +28,9 @@ COMMANDS = ('demo', 'prepare', 'train', 'evaluate', 'extract', 'evaluate_methods
 #: Errors about the user's inputs or environment, reported by their message alone.
 ANTICIPATED = (OSError, ValueError, KeyError, RuntimeError, ImportError)
 EXIT_ERROR = 1
-#: Library parameters whose flag is named otherwise (parameter -> the flag's argparse dest);
-#: every other parameter is the flag of its own name.
-RENAMED_PARAMETERS = {'out_format': 'format', 'regions': 'region_set'}
+#: Library parameters whose flag is named otherwise (parameter -> the argparse dests it may
+#: have, the command's own one applies); every other parameter is the flag of its own name.
+RENAMED_PARAMETERS = {'out_format': ('format',), 'regions': ('region_set', 'region_names')}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -64,7 +64,8 @@ def _parameter_flags(command: argparse.ArgumentParser) -> dict[str, str]:
   """{library parameter: its flag} of a command, so that errors name the flags."""
   flags = {action.dest: max(action.option_strings, key=len)
            for action in command._actions if action.option_strings}  # pylint: disable=protected-access
-  flags.update({p: flags[dest] for p, dest in RENAMED_PARAMETERS.items() if dest in flags})
+  flags.update({parameter: flags[dest] for parameter, dests in RENAMED_PARAMETERS.items()
+                for dest in dests if dest in flags})
   return flags
 
 

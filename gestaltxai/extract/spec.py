@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from gestaltxai.errors import ParameterError
 from gestaltxai.regions.hpo import HPO_REGIONS, hpo_region_map
 from gestaltxai.regions.landmarks import FINE_REGIONS, fine_region_map
 from gestaltxai.regions.maps import REFERENCE_REGIONS
@@ -106,7 +107,7 @@ def method_specs(names: Sequence[str], options: Optional[Mapping[str, Mapping]] 
       raise ValueError(f'options of {name} must be a JSON object, got {values!r}')
     fixed = set(values) & set(REGION_OPTIONS)
     if fixed:
-      raise ValueError(f'{method.name}: {sorted(fixed)} come from --regions, not options')
+      raise ParameterError(f'{method.name}: {sorted(fixed)} come from {{regions}}, not options')
     by_name[method.name] = tuple(sorted(values.items()))
   specs = tuple(MethodSpec(name, by_name.get(name, ())) for name in canonical)
   for spec in specs:

@@ -6,6 +6,8 @@ import difflib
 import pathlib
 from typing import Optional, Sequence
 
+from gestaltxai.errors import ParameterError
+
 #: The control's name where neither --control nor the table's provenance gives one (any case).
 DEFAULT_CONTROL = 'unaffected'
 
@@ -56,5 +58,6 @@ def check_rq1_options(config, classes: Sequence[str], regions: Sequence[str],
                        f'{_closest(syndrome, classes)}; its classes: {list(classes)}')
   for region in config.regions or ():
     if region not in regions:
-      raise ValueError(f'--regions {region!r} has no column in {table_path}'
-                       f'{_closest(region, regions)}; its regions: {list(regions)}')
+      raise ParameterError('{regions} {given!r} has no column in {table}{closest}; its '
+                           'regions: {known}', given=region, table=table_path,
+                           closest=_closest(region, regions), known=list(regions))
