@@ -53,7 +53,7 @@ from gestaltxai.metrics.faithfulness import coefficient_map
 from gestaltxai.models.contract import explainable
 from gestaltxai.metrics.registry import METRICS, Metric, get_metric
 from gestaltxai.regions.coefficients import coefficients
-from gestaltxai.saliency.registry import relevance_of
+from gestaltxai.saliency.execution import relevance_of
 
 #: Metrics run when none are named: localisation (with a ground truth), faithfulness
 #: and sanity at moderate cost.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import one_of, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
-from gestaltxai.saliency.registry import method, one_of, optional, positive_int
+from gestaltxai.saliency.registry import method
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {

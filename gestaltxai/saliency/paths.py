@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import non_negative, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
-from gestaltxai.saliency.registry import method, non_negative, optional, positive_int
+from gestaltxai.saliency.registry import method
 
 #: PAIR's closeness of the L1 distance to its target for a step (math.isclose tolerances).
 GUIDED_IG_EPSILON = 1e-9
