@@ -1,4 +1,4 @@
-"""The checks on what a saliency call is given: option values, images and targets.
+"""The checks on what a saliency call is given: option values, images, targets, baselines.
 
 The option checks (:func:`positive_int`, :func:`one_of`, ...) are named in the
 methods' declarations and run by :meth:`~gestaltxai.saliency.registry.Method.resolve`
@@ -9,6 +9,8 @@ place images and targets are checked: every call path (the pure function,
 calls each of them once. Shapes and dtypes are checked always; values (a
 target's range) when they are concrete; under tracing the call gives NaN for
 an image whose target is out of range (see :mod:`~gestaltxai.saliency.calls`).
+:func:`broadcast_baseline` checks a method's reference input against the
+images, in the method (its shape is all it reads, so it raises under tracing too).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def one_of(choices: Sequence[Any]) -> Check:
   return check
 
 
-# Input checks: the images and targets of every call.
+# Input checks: the images and targets of every call, the baseline of a method.
 
 def images(x) -> Array:
   """(B, H, W, C) floating-point images as an array; anything else raises."""
@@ -111,3 +113,28 @@ def targets(name: str, target, batch: int, num_classes: int) -> Array:
 def binary_hint(num_classes: int) -> str:
   return ('; the model gives one logit: class 1 is the positive logit, class 0 its negation'
           if num_classes == 2 else '')
+
+
+def broadcast_baseline(value, x: Array, name: str = 'baseline') -> Array:
+  """A reference input broadcast to x's shape (B, H, W, C), by NumPy's rules alone.
+
+  A scalar fills everything; (C,) is one value per channel; (H, W, C) one
+  image for all; (B, 1, 1, 1) one value per image; (B, H, W, C) one image
+  each. Nothing is guessed from sizes: a (B,) vector is refused, and so is
+  any 1-D vector when B = C > 1 (per channel or per image? write (1, 1, 1, C)
+  or (B, 1, 1, 1)).
+  """
+  shape = tuple(np.shape(value))
+  if len(shape) == 1 and shape[0] == x.shape[0] == x.shape[-1] and shape[0] > 1:
+    raise ValueError(f'{name} of shape {shape} is ambiguous with {x.shape[0]} images of '
+                     f'{x.shape[-1]} channels: give (1, 1, 1, {shape[0]}) for one value per '
+                     f'channel or ({shape[0]}, 1, 1, 1) for one value per image')
+  try:
+    broadcast = np.broadcast_shapes(shape, x.shape)
+  except ValueError:
+    broadcast = None
+  if broadcast != tuple(x.shape):
+    raise ValueError(f'{name} of shape {shape} does not broadcast to the images {x.shape}; give '
+                     'a scalar, (C,) per channel, (B, 1, 1, 1) per image, or an image-shaped '
+                     'array')
+  return jnp.broadcast_to(jnp.asarray(value, x.dtype), x.shape)

@@ -180,10 +180,11 @@ def compiled(method_name: str, model, *, output: str = 'attribution', dtype=None
       options (a per-batch ``baseline``, ``noise_level``) may be given per call
       instead.
 
-  Options are checked once, here; per call only the images, the target and
-  the traced options are, and values only when they are concrete (a few
-  bytes: no pass over the images). Under a caller's ``jit`` it is the hot
-  path for benchmarks and pipelines that validate their data once.
+  Options are checked here, once. Per call the images' shape and dtype, the
+  target and the traced options are checked, the target's values only when
+  they are concrete (a few bytes; unlike :func:`attribute`, no pass over the
+  images for NaN and no check of the result): the hot path for benchmarks
+  and pipelines that validate their data once, inside their own ``jit`` too.
   """
   entry = get_method(method_name)
   if not isinstance(output, str) or output not in OUTPUTS:
