@@ -18,7 +18,7 @@ from gestaltxai import regions, saliency
 from gestaltxai.cli import methods as methods_command
 from gestaltxai.models import GRADIENT, FunctionalModel, ModelContractError, Rules, softplus
 from gestaltxai.saliency.lrp import DEFAULT_EPSILON, DEFAULT_STABILIZER
-from gestaltxai.saliency.registry import relevance_of
+from gestaltxai.saliency.execution import relevance_of
 from tests.tolerances import assert_float32_paths_agree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -146,6 +146,31 @@ def test_out_of_range_targets_raise_on_host_paths_and_give_nan_under_jit():
   assert np.isnan(shapley[1]).all() and np.isfinite(shapley[0]).all()
 
 
+def test_images_and_targets_are_checked_once_on_every_path(monkeypatch):
+  """saliency.checks is the one place images and targets are checked, once per call."""
+  from gestaltxai.saliency import checks
+  counts = {}
+  for name in ('images', 'targets'):
+    def counted(*args, _name=name, _check=getattr(checks, name)):
+      counts[_name] = counts.get(_name, 0) + 1
+      return _check(*args)
+    monkeypatch.setattr(checks, name, counted)
+  target = np.array([0, 2])
+  f = saliency.compiled('gradient', tanh_model)
+  for call in (lambda: saliency.attribute('gradient', tanh_model, W, X, target),
+               lambda: saliency.relevance('gradient', tanh_model, W, X, target),
+               lambda: f(W, X, target),
+               lambda: jax.jit(lambda x: f(W, x, target))(X),
+               lambda: saliency.gradient(tanh_model, W, X, target),
+               lambda: jax.jit(lambda x: saliency.gradient(tanh_model, W, x, target))(X)):
+    counts.clear()
+    call()
+    assert counts == {'images': 1, 'targets': 1}
+  counts.clear()
+  saliency.predict(tanh_model, W, X)
+  assert counts == {'images': 1}
+
+
 def test_binary_model_explains_the_sign_and_both_classes():
   w = W[:, :1]
   binary = lambda v, x: x.reshape(x.shape[0], -1) @ v  # (B, 1) logit

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gestaltxai import saliency
-from gestaltxai.saliency import registry
+from gestaltxai.saliency import execution
 from gestaltxai.saliency.resize import resize_matrix
 from tests import numpy_reference
 from tests.tolerances import assert_float32_paths_agree
@@ -278,10 +278,10 @@ def test_bad_inputs_are_clear_errors(tiny_resnet, images):
 def test_same_shapes_do_not_recompile(tiny_resnet, images):
   model, variables = tiny_resnet
   saliency.attribute('integrated_gradients', model, variables, images, steps=4)
-  before = registry._run_top._cache_size()
+  before = execution._run_top._cache_size()
   saliency.attribute('integrated_gradients', model, variables, images * 0.5 + 1.0, steps=4)
   saliency.attribute('integrated_gradients', model, variables, -images, steps=4)
-  assert registry._run_top._cache_size() == before
+  assert execution._run_top._cache_size() == before
 
 
 # The method table of ../shared/DESIGN.md ("Contract"): canonical name -> reference alias.

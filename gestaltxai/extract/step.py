@@ -19,7 +19,7 @@ from gestaltxai.extract.spec import MethodSpec
 from gestaltxai.models.contract import explainable
 from gestaltxai.regions.coefficients import coefficients, normalized_coefficients
 from gestaltxai.saliency.chunking import COMPILER_OPTIONS
-from gestaltxai.saliency.registry import relevance_of
+from gestaltxai.saliency.execution import relevance_of
 
 Array = jax.Array
 DATA_AXIS = 'data'

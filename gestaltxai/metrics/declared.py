@@ -15,7 +15,8 @@ from gestaltxai.metrics.random_logit import SIMILARITIES, random_logit
 from gestaltxai.metrics.registry import metric
 from gestaltxai.metrics.road import FRACTIONS, NOISE_LEVEL, region_road, road
 from gestaltxai.metrics.sanity import model_randomization
-from gestaltxai.saliency.registry import Method, one_of, positive_int
+from gestaltxai.saliency.checks import one_of, positive_int
+from gestaltxai.saliency.registry import Method
 
 Array = jax.Array
 #: Costs below are counted at this many face regions (none, eye, nose, mouth) and model

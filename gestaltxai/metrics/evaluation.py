@@ -56,7 +56,7 @@ from gestaltxai.metrics.faithfulness import coefficient_map
 from gestaltxai.models.contract import explainable
 from gestaltxai.metrics.registry import METRICS, Metric, get_metric
 from gestaltxai.regions.coefficients import coefficients
-from gestaltxai.saliency.registry import relevance_of
+from gestaltxai.saliency.execution import relevance_of
 from gestaltxai.train.fold_models import ModelSource, checked_runs, model_sources
 
 #: Metrics run when none are named: localisation (with a ground truth), faithfulness

@@ -28,8 +28,9 @@ import numpy as np
 from jax import lax
 
 from gestaltxai.models.contract import explainable
+from gestaltxai.saliency.checks import broadcast_baseline
 from gestaltxai.saliency.chunking import auto_chunked_map
-from gestaltxai.saliency.core import broadcast_baseline, gather_targets, predicted_class
+from gestaltxai.saliency.core import gather_targets, predicted_class
 from gestaltxai.saliency.region import per_pixel, remove_regions, with_label_zero
 
 Array = jax.Array

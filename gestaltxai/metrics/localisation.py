@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gestaltxai.metrics.registry import metric
-from gestaltxai.saliency.registry import positive_int
+from gestaltxai.saliency.checks import positive_int
 
 Array = jax.Array
 #: Quantus' default k of top-k intersection (Theiner et al. 2021 on 224 x 224 images).

@@ -22,7 +22,8 @@ import numpy as np
 from gestaltxai.metrics.sanity import MethodLike, _maps, spearman, ssim
 from gestaltxai.models.contract import explainable
 from gestaltxai.regions.coefficients import min_max_normalize
-from gestaltxai.saliency.registry import Method, get_method, predict
+from gestaltxai.saliency.execution import predict
+from gestaltxai.saliency.registry import Method, get_method
 
 Array = jax.Array
 #: ``similarity``: how the two maps are compared.

@@ -29,7 +29,8 @@ import difflib
 import inspect
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from gestaltxai.saliency.registry import REQUIRED, Check, _option_doc
+from gestaltxai.saliency.checks import Check
+from gestaltxai.saliency.registry import REQUIRED, _option_doc
 
 #: What a metric may take, by argument name, and what each one is. A metric's
 #: positional arguments must come from here; the evaluation fills them in by name.

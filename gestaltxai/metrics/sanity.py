@@ -34,8 +34,8 @@ from gestaltxai.models.contract import LinenModel, explainable
 from gestaltxai.regions.coefficients import min_max_normalize
 from gestaltxai.saliency.chunking import sub_jaxprs
 from gestaltxai.saliency.core import result_dtype
-from gestaltxai.saliency.registry import (Method, get_method, predict, relevance_of,
-                                         shape_structure)
+from gestaltxai.saliency.execution import predict, relevance_of
+from gestaltxai.saliency.registry import Method, get_method
 
 Array = jax.Array
 #: ((stage name, (top-level variable names...)), ...), input side first.
@@ -162,6 +162,12 @@ def parameter_stages(model, variables, x: Array) -> Stages:
                        'told; give stages=((name, (top-level names...)), ...) input side '
                        'first')
   return tuple((groups[i], (groups[i],)) for i in by_use)
+
+
+def shape_structure(tree):
+  """A hashable stand-in for a pytree of arrays: its structure and leaf shapes and dtypes."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  return treedef, tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
 
 
 def _top_level_names(variables) -> list[str]:

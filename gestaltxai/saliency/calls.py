@@ -1,4 +1,10 @@
-"""What the one method call does around a method: targets, empty batches, passes of images.
+"""The one call of a method: its inputs checked once, then targets, empty batches, passes.
+
+:func:`call` is what ``method(model, variables, x, target, ...)`` does: it
+checks the model, options, images and targets (:mod:`~gestaltxai.saliency.checks`)
+and hands them to :func:`run`, which checks nothing. The compiled path
+(:mod:`~gestaltxai.saliency.execution`) checks on the host and traces :func:`run`
+alone, so nothing is checked twice.
 
 The policy for values that cannot be checked before tracing (the pure
 functions under a caller's ``jax.jit``, ``vmap`` or ``grad``): the image's
@@ -14,13 +20,18 @@ into an error, but only for callers who wrap their own function in
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import warnings
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.models.contract import explainable
+from gestaltxai.models.outputs import checked_output
+from gestaltxai.saliency import checks
 from gestaltxai.saliency.chunking import chunked_map
+from gestaltxai.saliency.core import predicted_class, result_dtype
 
 Array = jax.Array
 
@@ -30,29 +41,85 @@ def is_traced(tree) -> bool:
   return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-def check_target(name: str, target, batch: int, num_classes: int) -> Array:
-  """(B,) or (B, T) int targets; out-of-range values raise when they are concrete.
+def call(entry, model, variables, x, target=None, *, key: Optional[Array] = None, dtype=None,
+         output=None, options: Mapping[str, Any]) -> Array:
+  """``entry(model, variables, x, target, ...)``: the model, options, images and target
+  checked once, then :func:`run` (see :meth:`~gestaltxai.saliency.registry.Method.__call__`)."""
+  model = entry.check_model(explainable(model, output))
+  variables = model.variables_of(variables)
+  options = entry.resolve(options)
+  if dtype is not None:
+    model = model.with_dtype(dtype)
+  x = checks.images(x)
+  x = x.astype(result_dtype(x))
+  if entry.prepare is not None:
+    options = entry.prepare(entry.name, options, x)
+  key = default_key(entry, key, stacklevel=4)  # warn -> call -> Method.__call__ -> caller
+  model, num_classes = checked_output(model, variables, x)
+  if target is not None:
+    target = checks.targets(entry.name, target, x.shape[0], num_classes)
+  return run(entry, model, variables, x, target, key, options, num_classes)
 
-  Under tracing they cannot raise: :func:`valid_targets` marks them and the
-  call gives NaN for those images.
+
+def run(entry, model, variables, x: Array, target: Optional[Array], key: Optional[Array],
+        options: Mapping[str, Any], num_classes: int) -> Array:
+  """The method on checked inputs; checks nothing.
+
+  ``model`` is as :func:`~gestaltxai.models.outputs.checked_output` gives it
+  (``num_classes`` its classes), ``x`` cast to the result dtype, ``options``
+  resolved and ``target`` checked, or None for the predicted class. A (B, T)
+  target runs one class at a time; an out-of-range target (possible only
+  under tracing) gives NaN for its image.
   """
-  target = jnp.asarray(target)
-  if target.ndim not in (1, 2) or target.shape[0] != batch or not jnp.issubdtype(
-      target.dtype, jnp.integer):
-    raise ValueError(f'{name}: target must be (B,) or (B, T) int with B = {batch}, got shape '
-                     f'{target.shape} dtype {target.dtype}')
-  if not is_traced(target) and target.size:
-    values = np.asarray(target)
-    bad = sorted({int(t) for t in values[(values < 0) | (values >= num_classes)]})
-    if bad:
-      raise ValueError(f'{name}: target classes must lie in [0, {num_classes}) (0-based); got '
-                       f'{bad}{binary_hint(num_classes)}')
-  return target
+  if key is None:
+    key = default_key(entry, key, stacklevel=3)
+  if target is None:
+    target = (predicted_class(model, variables, x) if x.shape[0]
+              else jnp.zeros((0,), jnp.int32))
+  if x.shape[0] == 0:
+    return empty(entry, model, variables, x, target, key, options)
+  max_batch = options.get('max_batch')
+
+  def explain(t):
+    valid = valid_targets(t, num_classes)
+    one = lambda xs, ts, k, **o: entry.fn(model, variables, xs, ts, key=k, **o)
+    safe = jnp.clip(t, 0, num_classes - 1)
+    if max_batch is not None and max_batch < x.shape[0]:
+      result = in_passes(one, x, safe, key, options, max_batch)
+    else:
+      result = one(x, safe, key, **options)
+    return nan_where_invalid(result.astype(result_dtype(x)), valid)
+
+  if target.ndim == 1:
+    return explain(target)
+  # One class at a time: memory stays that of one target, in one computation.
+  return jnp.moveaxis(jax.lax.map(explain, target.T), 0, 1)
 
 
-def binary_hint(num_classes: int) -> str:
-  return ('; the model gives one logit: class 1 is the positive logit, class 0 its negation'
-          if num_classes == 2 else '')
+def default_key(entry, key: Optional[Array], stacklevel: int) -> Array:
+  """``key``, or ``PRNGKey(0)`` for None (a method that draws noise warns: the same noise
+  on every call)."""
+  if key is None:
+    if entry.random:
+      warnings.warn(f'{entry.name}: key=None draws the same noise on every call '
+                    '(PRNGKey(0)); pass key=jax.random.key(seed), a new one per call',
+                    stacklevel=stacklevel)
+    return jax.random.PRNGKey(0)
+  return key
+
+
+def empty(entry, model, variables, x: Array, target: Array, key: Array,
+          options: Mapping[str, Any]) -> Array:
+  """The result of an empty batch: (0, ...) of the shape one image would give."""
+  if entry.space == 'region' and options.get('region_ids') == ():
+    return jnp.zeros((0, 0), result_dtype(x))  # no label to name a column
+  one = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+  shape = jax.eval_shape(
+      lambda xs, ts: entry.fn(model, variables, xs, jnp.clip(ts, 0, None), key=key,
+                              **one_image(options, x)), one,
+      jax.ShapeDtypeStruct((1,), target.dtype))
+  rest = shape.shape[1:] if target.ndim == 1 else (target.shape[1], *shape.shape[1:])
+  return jnp.zeros((0, *rest), result_dtype(x))
 
 
 def valid_targets(target: Array, num_classes: int) -> Array:

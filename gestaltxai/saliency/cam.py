@@ -12,8 +12,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
+from gestaltxai.saliency.checks import boolean
 from gestaltxai.saliency.core import layer_activations_and_gradients, result_dtype
-from gestaltxai.saliency.registry import boolean, method
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 # pytorch-grad-cam's stabiliser in the Grad-CAM++ alpha denominator.

@@ -1,4 +1,4 @@
-"""What every saliency method shares: scores, gradients, baselines.
+"""What every saliency method shares: scores and gradients.
 
 A method's function is pure and jit-able::
 
@@ -22,7 +22,6 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Array = jax.Array
 
@@ -71,28 +70,3 @@ def layer_activations_and_gradients(model, variables, x: Array, target: Array,
   gradients = jax.grad(target_score(model, variables, target, layer, x))(activations)
   dtype = result_dtype(activations)
   return activations.astype(dtype), gradients.astype(dtype)
-
-
-def broadcast_baseline(value, x: Array, name: str = 'baseline') -> Array:
-  """A reference input broadcast to x's shape (B, H, W, C), by NumPy's rules alone.
-
-  A scalar fills everything; (C,) is one value per channel; (H, W, C) one
-  image for all; (B, 1, 1, 1) one value per image; (B, H, W, C) one image
-  each. Nothing is guessed from sizes: a (B,) vector is refused, and so is
-  any 1-D vector when B = C > 1 (per channel or per image? write (1, 1, 1, C)
-  or (B, 1, 1, 1)).
-  """
-  shape = tuple(np.shape(value))
-  if len(shape) == 1 and shape[0] == x.shape[0] == x.shape[-1] and shape[0] > 1:
-    raise ValueError(f'{name} of shape {shape} is ambiguous with {x.shape[0]} images of '
-                     f'{x.shape[-1]} channels: give (1, 1, 1, {shape[0]}) for one value per '
-                     f'channel or ({shape[0]}, 1, 1, 1) for one value per image')
-  try:
-    broadcast = np.broadcast_shapes(shape, x.shape)
-  except ValueError:
-    broadcast = None
-  if broadcast != tuple(x.shape):
-    raise ValueError(f'{name} of shape {shape} does not broadcast to the images {x.shape}; give '
-                     'a scalar, (C,) per channel, (B, 1, 1, 1) per image, or an image-shaped '
-                     'array')
-  return jnp.broadcast_to(jnp.asarray(value, x.dtype), x.shape)

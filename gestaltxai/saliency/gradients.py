@@ -5,9 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import broadcast_baseline, one_of, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
-from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
-from gestaltxai.saliency.registry import method, one_of, optional, positive_int
+from gestaltxai.saliency.core import input_gradient, result_dtype
+from gestaltxai.saliency.registry import method
 
 #: Integrated-gradients quadrature rules (Captum's names): rule -> (alphas, weights).
 INTEGRATION_RULES = {
@@ -69,7 +70,7 @@ def integrated_gradients(model, variables, x, target, *, key=None, steps=20,
 
   Args:
     baseline: in the model's input space; a scalar, (C,), (B, 1, 1, 1) or
-      image-shaped (see :func:`~gestaltxai.saliency.core.broadcast_baseline`).
+      image-shaped (see :func:`~gestaltxai.saliency.checks.broadcast_baseline`).
     max_batch: the most images per pass; steps run in chunks of
       ``max_batch // B``, one after another. Default: what is fastest on the
       backend and fits ``memory_budget`` (see :mod:`~gestaltxai.saliency.chunking`).

@@ -48,8 +48,9 @@ import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability, ModelContractError
 from gestaltxai.models.rules import Rules, plain_batchnorm
+from gestaltxai.saliency.checks import one_of
 from gestaltxai.saliency.core import input_gradient
-from gestaltxai.saliency.registry import method, one_of
+from gestaltxai.saliency.registry import method
 
 #: zennit's defaults for epsilon and for every rule's stabiliser.
 DEFAULT_EPSILON = 1e-6

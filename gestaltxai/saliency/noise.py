@@ -12,11 +12,11 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
+from gestaltxai.saliency.checks import boolean, non_negative, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.gradients import gradient
-from gestaltxai.saliency.registry import (Method, boolean, get_method, non_negative, optional,
-                                          positive_int, register)
+from gestaltxai.saliency.registry import Method, get_method, register
 
 # Statistic of the per-sample attributions a: (sum a, sum a^2, n) -> result.
 REDUCTIONS = {

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import broadcast_baseline, non_negative, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
-from gestaltxai.saliency.core import broadcast_baseline, input_gradient, result_dtype
-from gestaltxai.saliency.registry import method, non_negative, optional, positive_int
+from gestaltxai.saliency.core import input_gradient, result_dtype
+from gestaltxai.saliency.registry import method
 
 #: PAIR's closeness of the L1 distance to its target for a step (math.isclose tolerances).
 GUIDED_IG_EPSILON = 1e-9
@@ -219,7 +220,7 @@ def reference_distribution(baselines, x) -> jax.Array:
 
   (K, H, W, C) is a distribution of K reference images (Captum's
   ``baselines`` for GradientShap); anything else is one reference broadcast
-  as :func:`~gestaltxai.saliency.core.broadcast_baseline` does (K = 1).
+  as :func:`~gestaltxai.saliency.checks.broadcast_baseline` does (K = 1).
   """
   if np.ndim(baselines) == 4 and tuple(np.shape(baselines)[1:]) == tuple(x.shape[1:]):
     return jnp.broadcast_to(jnp.asarray(baselines, x.dtype)[:, None],

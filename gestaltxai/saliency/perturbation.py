@@ -5,9 +5,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import (broadcast_baseline, optional, positive_int,
+                                        positive_ints)
 from gestaltxai.saliency.chunking import auto_chunked_map
-from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
-from gestaltxai.saliency.registry import method, optional, positive_int, positive_ints
+from gestaltxai.saliency.core import gather_targets, result_dtype
+from gestaltxai.saliency.registry import method
 
 
 def _pair(value) -> tuple[int, int]:

@@ -35,9 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.regions.maps import REFERENCE_REGIONS
+from gestaltxai.saliency.checks import broadcast_baseline, optional, positive_int
 from gestaltxai.saliency.chunking import auto_chunked_map
-from gestaltxai.saliency.core import broadcast_baseline, gather_targets, result_dtype
-from gestaltxai.saliency.registry import method, optional, positive_int
+from gestaltxai.saliency.core import gather_targets, result_dtype
+from gestaltxai.saliency.registry import method
 
 Array = jax.Array
 

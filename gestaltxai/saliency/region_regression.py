@@ -19,11 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gestaltxai.saliency.checks import non_negative, positive_int
 from gestaltxai.saliency.chunking import auto_chunked_map
 from gestaltxai.saliency.core import result_dtype
 from gestaltxai.saliency.region import (REGION_CHECKS, coalition_value, count_players,
                                         prepare_players, region_game)
-from gestaltxai.saliency.registry import method, non_negative, positive_int
+from gestaltxai.saliency.registry import method
 
 Array = jax.Array
 

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
 from gestaltxai.models.rules import Rules
+from gestaltxai.saliency.checks import broadcast_baseline, one_of
 from gestaltxai.saliency.chunking import chunked_sum
-from gestaltxai.saliency.core import broadcast_baseline, result_dtype, target_score
-from gestaltxai.saliency.registry import method, one_of
+from gestaltxai.saliency.core import result_dtype, target_score
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 #: Captum's threshold below which an input difference counts as zero (then

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from gestaltxai.models.contract import Capability
+from gestaltxai.saliency.checks import optional, positive_int
 from gestaltxai.saliency.chunking import auto_chunked_map
 from gestaltxai.saliency.core import gather_targets, result_dtype
-from gestaltxai.saliency.registry import method, optional, positive_int
+from gestaltxai.saliency.registry import method
 from gestaltxai.saliency.resize import upsample
 
 #: pytorch-grad-cam's stabiliser of the mask scaling (max - min + eps).

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gestaltxai.regions.maps import REFERENCE_REGIONS
+from gestaltxai.saliency.checks import non_negative, optional, positive_int
 from gestaltxai.saliency.chunking import chunk_size, chunked_sum
 from gestaltxai.saliency.core import input_gradient, result_dtype
 from gestaltxai.saliency.region import label_map, per_pixel
-from gestaltxai.saliency.registry import method, non_negative, optional, positive_int
+from gestaltxai.saliency.registry import method
 
 Array = jax.Array
 
