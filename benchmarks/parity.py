@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 from importlib.metadata import version
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -200,6 +201,22 @@ def relative_l2(a, b):
   return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+#: The class count of the random network compared when no weights are given.
+RANDOM_CLASSES = 12
+
+
+def reference_weights(path: Optional[pathlib.Path]) -> tuple[dict, dict]:
+  """(the PyTorch state dict, our variables) of the VGGFace2 pickle at ``path``, or of a random
+  network with :data:`RANDOM_CLASSES` classes: both sides of a parity run from one source."""
+  if path:
+    import pickle  # pylint: disable=import-outside-toplevel
+    with open(path, 'rb') as f:
+      state = pickle.load(f, encoding='latin1')
+    return state, load_vggface2(path)
+  state = random_vggface2_state_dict(0, num_classes=RANDOM_CLASSES)
+  return state, port_vggface2(state)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--weights', type=pathlib.Path)
@@ -213,14 +230,8 @@ def main():
     jax.config.update('jax_enable_x64', True)
   dtype = np.float64 if args.float64 else np.float32
 
-  if args.weights:
-    import pickle  # pylint: disable=import-outside-toplevel
-    with open(args.weights, 'rb') as f:
-      state = pickle.load(f, encoding='latin1')
-  else:
-    state = random_vggface2_state_dict(0, num_classes=12)
+  state, variables = reference_weights(args.weights)
   num_classes = np.shape(state['fc.weight'])[0]
-  variables = load_vggface2(args.weights) if args.weights else port_vggface2(state)
   variables = jax.tree.map(lambda a: jnp.asarray(a, dtype), variables)
   model = ResNet50(num_classes, dtype=dtype)
   images = np.stack([np.asarray(Image.open(args.images / n).convert('RGB').resize((224, 224)),

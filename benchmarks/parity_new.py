@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.parity import reference_weights
 from benchmarks.torch_vggface2 import from_state_dict
 from gestaltxai import saliency
 from gestaltxai.data.pipeline import VGGFACE2_MEAN_BGR
-from gestaltxai.models import ResNet50, load_vggface2, port_vggface2, random_vggface2_state_dict
+from gestaltxai.models import ResNet50
 from gestaltxai.saliency import paths, region_regression
 from gestaltxai.saliency.resize import resize_matrix
 
@@ -238,14 +239,8 @@ def main():
                       choices=SECTIONS)
   parser.add_argument('--steps', type=int, default=20, help='Guided/Blur IG and XRAI steps')
   args = parser.parse_args()
-  if args.weights:
-    import pickle  # pylint: disable=import-outside-toplevel
-    with open(args.weights, 'rb') as f:
-      state = pickle.load(f, encoding='latin1')
-  else:
-    state = random_vggface2_state_dict(0, num_classes=12)
+  state, variables = reference_weights(args.weights)
   num_classes = np.shape(state['fc.weight'])[0]
-  variables = load_vggface2(args.weights) if args.weights else port_vggface2(state)
   model = ResNet50(num_classes)
   network = from_state_dict(state, 'reference')
   image = (np.asarray(Image.open(args.images / args.name).convert('RGB').resize((224, 224)),
