@@ -206,16 +206,24 @@ def check_run_for_extraction(epoch_dir: pathlib.Path, dataset, fold: int) -> dic
   return recorded
 
 
+def _fold_metrics(runs: pathlib.Path, skip: Sequence[str] = ()
+                  ) -> dict[str, tuple[pathlib.Path, run_folder.FoldMetrics]]:
+  """{fold folder name: (its ``metrics.json``, its content)} of every fold under ``runs``."""
+  return {name: (path, run_folder.read_metrics(path))
+          for name, path in run_folder.metrics_paths(runs).items() if name not in skip}
+
+
+def _run_records(folds: Mapping[str, tuple[pathlib.Path, run_folder.FoldMetrics]],
+                 required: bool) -> dict[str, dict]:
+  return {name: _recorded_run({KEY: metrics.provenance}, path) if required
+          else metrics.provenance for name, (path, metrics) in folds.items()}
+
+
 def recorded_runs(runs: pathlib.Path, skip: Sequence[str] = (),
                   required: bool = True) -> dict[str, dict]:
   """{fold folder name: its provenance} of every ``fold-K`` under ``runs`` with metrics
   (``{}`` for a fold that records none, unless ``required``: then an error)."""
-  found = {}
-  for name, path in run_folder.metrics_paths(runs).items():
-    if name not in skip:
-      record = run_folder.read_metrics(path).provenance
-      found[name] = _recorded_run({KEY: record}, path) if required else record
-  return found
+  return _run_records(_fold_metrics(runs, skip), required)
 
 
 def check_runs_folder(runs: pathlib.Path, record: Mapping, fold_name: str) -> None:
@@ -369,7 +377,8 @@ def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping]
   """Refuses --runs whose folds are not the runs the table was extracted with."""
   table_dataset = ((table_provenance or {}).get('dataset') or {}).get('dataset')
   # Runs that record nothing can be checked against a table that records nothing by classes.
-  found = recorded_runs(runs, required=bool(table_dataset))
+  folds = _fold_metrics(runs)
+  found = _run_records(folds, required=bool(table_dataset))
   if not found:
     raise FileNotFoundError(f'--runs {runs}: no fold-K/{run_folder.METRICS_FILE} (written by '
                             '`gestaltxai train`)')
@@ -385,8 +394,7 @@ def check_runs_for_table(runs: pathlib.Path, table_provenance: Optional[Mapping]
                        f'--table {table} was extracted with run {short(saved)}: give the runs '
                        'the table was extracted with')
   if not table_dataset:
-    for name, record in found.items():
-      metrics = run_folder.read_metrics(run_folder.metrics_paths(runs)[name])
+    for name, (_, metrics) in folds.items():
       confusion = metrics.test.get('confusion') or []
       if metrics.classes:
         _check_classes(metrics.classes, table_classes, f'--runs {runs}/{name}', table)

@@ -33,7 +33,7 @@ from pyarrow import parquet as arrow_parquet
 
 from gestaltxai.errors import ParameterError
 from gestaltxai.files import atomic_write, read_json, save_npz, write_json
-from gestaltxai.roles import EVERY_ROLE, has_role
+from gestaltxai.roles import has_role
 
 #: Suffix of the raw region coefficients (RQ1) and of the min-max normalised ones (RQ2).
 RAW_SUFFIX = '_xai'

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parameter_flags(command: argparse.ArgumentParser) -> dict[str, str]:
   """{library parameter: its flag} of a command, so that errors name the flags."""
+  actions = command._actions  # pylint: disable=protected-access
   flags = {action.dest: max(action.option_strings, key=len)
-           for action in command._actions if action.option_strings}  # pylint: disable=protected-access
+           for action in actions if action.option_strings}
   flags.update({parameter: flags[dest] for parameter, dests in RENAMED_PARAMETERS.items()
                 for dest in dests if dest in flags})
   return flags

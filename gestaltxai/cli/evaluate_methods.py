@@ -9,19 +9,6 @@ import pathlib
 from gestaltxai.cli import flags, int_at_least
 
 
-def _options(text, flag):
-  if not text:
-    return {}
-  try:
-    value = json.loads(text)
-  except json.JSONDecodeError as err:
-    raise ValueError(f'{flag} is not valid JSON ({err}): {text!r}') from err
-  if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-    raise ValueError(f'{flag} must be a JSON object of objects, got {text!r}')
-  return {k: {o: tuple(x) if isinstance(x, list) else x for o, x in v.items()}
-          for k, v in value.items()}
-
-
 def _limits(text) -> dict:
   if not text:
     return {}
@@ -42,8 +29,8 @@ def run(args) -> None:
   job = evaluation.evaluation(
       args.data_dir, args.out, runs=args.runs, weights=args.weights, methods=args.methods or (),
       method_options=extract.parse_method_options(args.method_options),
-      metrics=args.metrics or (), metric_options=_options(args.metric_options,
-                                                          '--metric-options'),
+      metrics=args.metrics or (),
+      metric_options=extract.parse_method_options(args.metric_options, '--metric-options'),
       folds=args.folds, images_per_fold=args.images_per_fold, batch_size=args.batch_size,
       shard_size=args.shard_size, out_format=args.format, seed=args.seed,
       metric_images=_limits(args.metric_images))

@@ -40,8 +40,8 @@ def _region_sets():
 
 
 def _formats():
-  from gestaltxai.artifacts.coefficient_table import FORMATS  # pylint: disable=import-outside-toplevel
-  return FORMATS
+  from gestaltxai.artifacts import coefficient_table  # pylint: disable=import-outside-toplevel
+  return coefficient_table.FORMATS
 
 
 REGION_SET_CHOICES = LazyChoices(_region_sets)

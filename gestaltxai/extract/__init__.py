@@ -12,16 +12,16 @@
 * :mod:`gestaltxai.extract.spec`: methods with options, region sets, columns.
 """
 
-from gestaltxai.artifacts.coefficient_table import NO_FOLD, maps_path, provenance_path
+from gestaltxai.artifacts.coefficient_table import (FORMATS, NO_FOLD, NORMALIZED_SUFFIX,
+                                                    maps_path, provenance_path)
+from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 from gestaltxai.extract.run import (EXAMPLES, REFERENCE_METHODS, Extraction, extraction,
                                     process_split)
-from gestaltxai.train.fold_models import ModelSource
-from gestaltxai.extract.spec import (COEFFICIENT_SUFFIX, NORMALIZED_SUFFIX, REGION_SETS,
-                                     RQ2_REGIONS, MethodSpec, columns, method_specs,
+from gestaltxai.extract.spec import (REGION_SETS, RQ2_REGIONS, MethodSpec, columns, method_specs,
                                      parse_method_options)
 from gestaltxai.extract.step import DeviceSteps, method_step, predict_step
-from gestaltxai.artifacts.coefficient_table import FORMATS
 from gestaltxai.extract.store import Shard, ShardStore, plan_shards
+from gestaltxai.train.fold_models import ModelSource
 
 __all__ = ['COEFFICIENT_SUFFIX', 'DeviceSteps', 'EXAMPLES', 'Extraction', 'FORMATS',
            'MethodSpec', 'ModelSource', 'NORMALIZED_SUFFIX', 'NO_FOLD', 'REFERENCE_METHODS',

@@ -32,7 +32,7 @@ import numpy as np
 
 from gestaltxai import outputs, paper, provenance as chain
 from gestaltxai.artifacts import coefficient_table as table_files
-from gestaltxai.artifacts.coefficient_table import NO_FOLD, OK
+from gestaltxai.artifacts.coefficient_table import NO_FOLD
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
 from gestaltxai.data.schema import MetadataKey
 from gestaltxai.errors import ParameterError
@@ -55,9 +55,6 @@ EXAMPLES = 6
 #: The provenance's note on its images/s figures.
 RATES_NOTE = ('images over the summed shard times of every process; per method, over its own '
               'time on each batch, leaving out each fold\'s first batch (compilation)')
-
-provenance_path, maps_path = table_files.provenance_path, table_files.maps_path
-
 
 @dataclasses.dataclass
 class Progress:

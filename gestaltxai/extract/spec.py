@@ -20,9 +20,7 @@ from gestaltxai.saliency.registry import METHODS, Method, get_method
 # The table's column names and a complete row's status are its reader's: ``eye_xai``
 # (RQ1), ``eye_xai_norm`` (RQ2: relevance min-max normalised per image first),
 # ``p_<class>``, ``ok``.
-from gestaltxai.artifacts.coefficient_table import NORMALIZED_SUFFIX, PROBABILITY_PREFIX
 from gestaltxai.artifacts.coefficient_table import columns as table_columns
-from gestaltxai.artifacts.coefficient_table import RAW_SUFFIX as COEFFICIENT_SUFFIX
 
 #: Options the table's regions fill in for region methods (their players).
 REGION_OPTIONS = ('regions', 'num_regions', 'background')
@@ -115,22 +113,21 @@ def method_specs(names: Sequence[str], options: Optional[Mapping[str, Mapping]] 
   return specs
 
 
-def parse_method_options(text: Optional[str]) -> dict[str, dict]:
-  """``--method-options`` JSON: {method: {option: value}}; lists become tuples."""
+def parse_method_options(text: Optional[str], flag: str = '--method-options') -> dict[str, dict]:
+  """``flag``'s JSON, {name: {option: value}} (of methods, or of metrics); lists become tuples."""
   if not text:
     return {}
   try:
     value = json.loads(text)
   except json.JSONDecodeError as err:
-    raise ValueError(f'--method-options is not valid JSON ({err}): {text!r}') from err
-  if not isinstance(value, dict):
-    raise ValueError(f'--method-options must be a JSON object of objects, got {text!r}')
+    raise ValueError(f'{flag} is not valid JSON ({err}): {text!r}') from err
+  if not isinstance(value, dict) or not all(isinstance(o, dict) for o in value.values()):
+    raise ValueError(f'{flag} must be a JSON object of objects, got {text!r}')
 
   def frozen(v):
     return tuple(frozen(i) for i in v) if isinstance(v, list) else v
 
-  return {m: {k: frozen(v) for k, v in (o or {}).items()} if isinstance(o, dict) else o
-          for m, o in value.items()}
+  return {name: {k: frozen(v) for k, v in options.items()} for name, options in value.items()}
 
 
 def columns(region_set: RegionSet, classes: Sequence[str]) -> list[str]:

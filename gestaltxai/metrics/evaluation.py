@@ -40,9 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 
-from gestaltxai import provenance
 from gestaltxai.artifacts import coefficient_table
-from gestaltxai.artifacts.coefficient_table import FORMATS, NO_FOLD, OK
+from gestaltxai.artifacts.coefficient_table import NO_FOLD, OK
 from gestaltxai.data.pipeline import FaceDataset, batch_dataset, iterate, plan_batches
 from gestaltxai.data.schema import MetadataKey
 from gestaltxai.extract import spec as specs

@@ -140,7 +140,7 @@ def region_kernel_shap(model, variables, x, target, *, key, regions, num_regions
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   score, columns, players = region_game('region_kernel_shap', model, variables, x, target, regions,
-                                 num_regions, region_ids, background, baseline)
+                                        num_regions, region_ids, background, baseline)
   dtype = result_dtype(x)
   exact = coalitions >= 2**players - 2
   if paired and not exact:
@@ -192,8 +192,9 @@ def ridge_with_intercept(present, weights, scores, ridge):
         checks={**REGION_CHECKS, 'coalitions': positive_int, 'kernel_width': non_negative,
                 'ridge': non_negative}, prepare=prepare_players)
 def region_lime(model, variables, x, target, *, key, regions, num_regions=None, region_ids=None,
-                background=None, coalitions=DEFAULT_LIME_SAMPLES, paired=True, kernel_width=LIME_KERNEL_WIDTH,
-                ridge=LIME_RIDGE, baseline=0.0, max_batch=None, memory_budget=None):
+                background=None, coalitions=DEFAULT_LIME_SAMPLES, paired=True,
+                kernel_width=LIME_KERNEL_WIDTH, ridge=LIME_RIDGE, baseline=0.0, max_batch=None,
+                memory_budget=None):
   """LIME over the regions, (B, num_columns) float32, column k for label k. Cost:
   coalitions + 1 forwards.
 
@@ -219,7 +220,7 @@ def region_lime(model, variables, x, target, *, key, regions, num_regions=None, 
       forwards may take (as in :func:`~gestaltxai.saliency.integrated_gradients`).
   """
   score, columns, players = region_game('region_lime', model, variables, x, target, regions,
-                                 num_regions, region_ids, background, baseline)
+                                        num_regions, region_ids, background, baseline)
   dtype = result_dtype(x)
   if paired:
     even_when_paired('region_lime: coalitions', coalitions)

@@ -32,6 +32,7 @@ import jax
 
 from gestaltxai.models.contract import Capability, Explainable, ModelContractError, explainable
 from gestaltxai.saliency import calls
+from gestaltxai.saliency.checks import Check
 
 Array = jax.Array
 #: (options with defaults filled in, image height, image width) -> (forward, backward) passes

@@ -36,10 +36,8 @@ def _bicubic(in_size, out_size):
   return weights
 
 
-def _bilinear(in_size, out_size):
-  # Half-pixel centres, source clamped at 0 (PyTorch align_corners=False and
-  # cv2.resize INTER_LINEAR when enlarging).
-  src = np.maximum((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0)
+def _linear_between(src, in_size, out_size):
+  """(out, in) weights of linear interpolation at source positions ``src`` (out,)."""
   low = np.minimum(np.floor(src).astype(int), in_size - 1)
   high = np.minimum(low + 1, in_size - 1)
   frac = src - low
@@ -47,19 +45,20 @@ def _bilinear(in_size, out_size):
   np.add.at(weights, (np.arange(out_size), low), 1 - frac)
   np.add.at(weights, (np.arange(out_size), high), frac)
   return weights
+
+
+def _bilinear(in_size, out_size):
+  # Half-pixel centres, source clamped at 0 (PyTorch align_corners=False and
+  # cv2.resize INTER_LINEAR when enlarging).
+  src = np.maximum((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0)
+  return _linear_between(src, in_size, out_size)
 
 
 def _bilinear_aligned(in_size, out_size):
   # Corner pixels aligned, source i (in - 1) / (out - 1) (PyTorch align_corners=True,
   # nn.UpsamplingBilinear2d, which pytorch-grad-cam's Score-CAM uses for its masks).
   src = np.arange(out_size) * ((in_size - 1) / max(out_size - 1, 1))
-  low = np.minimum(np.floor(src).astype(int), in_size - 1)
-  high = np.minimum(low + 1, in_size - 1)
-  frac = src - low
-  weights = np.zeros((out_size, in_size))
-  np.add.at(weights, (np.arange(out_size), low), 1 - frac)
-  np.add.at(weights, (np.arange(out_size), high), frac)
-  return weights
+  return _linear_between(src, in_size, out_size)
 
 
 def _nearest(in_size, out_size):
