@@ -1,7 +1,7 @@
 """The methods of issue #26 against PAIR saliency, pytorch-grad-cam and Captum, same weights.
 
     python -m benchmarks.parity_new [--weights PKL] [--images DIR] [--names 1.jpg]
-        [--only pair cams captum score_cam_time] [--steps 20]
+        [--only pair cams captum score_cam_time guided_ig_float64] [--steps 20]
 
 Needs saliency (PAIR), grad-cam, torch and captum (not dependencies of
 gestaltxai). Prints max |ours - theirs| / max |theirs| and the relative L2
@@ -47,7 +47,10 @@ from gestaltxai.saliency import paths, region_regression
 from gestaltxai.saliency.resize import resize_matrix
 
 DEFAULT_IMAGES = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/fairface400/train'
-SECTIONS = ('pair', 'cams', 'captum', 'score_cam_time')
+SECTIONS = ('pair', 'cams', 'captum', 'score_cam_time', 'guided_ig_float64')
+#: Relative change of the points where PAIR's Guided IG asks for gradients in the sensitivity
+#: check: a float32 unit in the last place (2**-23), what storing a point in float32 may do.
+INPUT_ROUNDING = 2.0**-23
 
 
 def gaps(ours, theirs) -> str:
@@ -81,15 +84,26 @@ def numpy1_quantile():
     np.quantile = quantile
 
 
-def pair_section(model, variables, image, target, steps):
+def pair_gradient_function(model, variables, target, dtype, noise=0.0, seed=0):
+  """PAIR's ``call_model_function`` on our model's input gradients in ``dtype``; with
+  ``noise``, each point is first multiplied by 1 + noise * N(0, 1) (a rounding-sized change)."""
   import saliency.core as pair  # pylint: disable=import-outside-toplevel
   gradient = jax.jit(lambda x: jax.grad(
       lambda x: model.apply(variables, x)[:, target].sum())(x))
+  rng = np.random.default_rng(seed)
 
   def call_model_function(batch, call_model_args=None, expected_keys=None):
     del call_model_args, expected_keys
-    return {pair.INPUT_OUTPUT_GRADIENTS: np.asarray(gradient(jnp.asarray(batch, jnp.float32)))}
+    if noise:
+      batch = batch * (1.0 + noise * rng.standard_normal(np.shape(batch)))
+    return {pair.INPUT_OUTPUT_GRADIENTS: np.asarray(gradient(jnp.asarray(batch, dtype)))}
 
+  return call_model_function
+
+
+def pair_section(model, variables, image, target, steps):
+  import saliency.core as pair  # pylint: disable=import-outside-toplevel
+  call_model_function = pair_gradient_function(model, variables, target, jnp.float32)
   x, t = jnp.asarray(image[None]), jnp.asarray([target])
   with numpy1_quantile():
     theirs = pair.GuidedIG().GetMask(image, call_model_function, x_steps=steps, fraction=0.25,
@@ -109,6 +123,38 @@ def pair_section(model, variables, image, target, steps):
                                  num_regions=int(labels.max()) + 1, steps=steps)
   ours = saliency.region_pixel_map(densities, labels[None])
   print(f'{"xrai pixel map / PAIR XRAI (20 grid segments)":52s} {gaps(ours[0], theirs)}')
+
+
+def guided_ig_float64_section(image, weights, steps):
+  """Guided IG on the ResNet-50 in float64 on both sides, and PAIR against itself in float32
+  with its points changed by :data:`INPUT_ROUNDING`: whether the float32 gap is the
+  algorithm or the path's sensitivity to rounding."""
+  import saliency.core as pair  # pylint: disable=import-outside-toplevel
+  jax.config.update('jax_enable_x64', True)
+  state, variables = reference_weights(weights)
+  model32 = ResNet50(np.shape(state['fc.weight'])[0])
+  model64 = ResNet50(np.shape(state['fc.weight'])[0], dtype=jnp.float64)
+  variables64 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), variables)
+  target = int(saliency.predict(model32, variables, jnp.asarray(image[None]))[0])
+  image64 = image.astype(np.float64)
+  options = dict(x_steps=steps, fraction=0.25, max_dist=0.02)
+  with numpy1_quantile():
+    theirs64 = pair.GuidedIG().GetMask(
+        image64, pair_gradient_function(model64, variables64, target, jnp.float64), **options)
+    theirs32 = pair.GuidedIG().GetMask(
+        image, pair_gradient_function(model32, variables, target, jnp.float32), **options)
+    perturbed32 = pair.GuidedIG().GetMask(
+        image, pair_gradient_function(model32, variables, target, jnp.float32,
+                                      noise=INPUT_ROUNDING), **options)
+  ours64 = saliency.attribute('guided_integrated_gradients', model64, variables64,
+                              jnp.asarray(image64[None]), jnp.asarray([target]), steps=steps)
+  ours32 = saliency.attribute('guided_integrated_gradients', model32, variables,
+                              jnp.asarray(image[None]), jnp.asarray([target]), steps=steps)
+  print(f'{"guided IG, float64: ours / PAIR":52s} {gaps(ours64[0], theirs64)}')
+  print(f'{"guided IG, float32: ours / PAIR":52s} {gaps(ours32[0], theirs32)}')
+  print(f'{"guided IG, float32: PAIR, points x(1+2^-23 N) / PAIR":52s} '
+        f'{gaps(perturbed32, theirs32)}')
+  print(f'{"guided IG: PAIR float32 / PAIR float64":52s} {gaps(theirs32, theirs64)}')
 
 
 def torch_input(image):
@@ -256,6 +302,8 @@ def main():
     cams_section(model, variables, network, image, target, 'score_cam_time' in args.only)
   if 'captum' in args.only:
     captum_section(model, variables, network, image, target)
+  if 'guided_ig_float64' in args.only:
+    guided_ig_float64_section(image, args.weights, args.steps)
 
 
 if __name__ == '__main__':

@@ -56,9 +56,13 @@ SANITY_METRICS = ('model_randomization',)
 #: summary.json's keys of the metrics it keeps (its layout is the contract's).
 SUMMARY_KEYS = {'deletion': 'deletion_auc', 'insertion': 'insertion_auc',
                 'model_randomization': 'randomisation_similarity'}
-#: A representative method of each family (LRP by one composite).
-DEMO_METHODS = ('gradient', 'integrated_gradients', 'smoothgrad', 'grad_cam',
-                'lrp_epsilon_plus_flat', 'occlusion', 'region_shapley')
+#: A representative method of each family (LRP by one composite), and of the path methods
+#: and CAMs those that fit the demo's time (``gestaltxai methods`` counts passes per image):
+#: expected gradients at 5 passes and LayerCAM at 1. Guided and Blur IG (200 and 100),
+#: XRAI (200), Score- and Ablation-CAM (a forward per channel) and LIME (1,001) would each
+#: take longer than the other methods together.
+DEMO_METHODS = ('gradient', 'integrated_gradients', 'expected_gradients', 'smoothgrad',
+                'grad_cam', 'layer_cam', 'lrp_epsilon_plus_flat', 'occlusion', 'region_shapley')
 CONTROL = 'unaffected'
 FOLD = 1
 #: What ``faces=`` picks: synthetic cartoons, or traits planted on the shipped photos.
@@ -235,6 +239,8 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
           'recovery_images': recovered[name].images,
           'chance_classes': recovered[name].chance_classes,
           'chance_images': recovered[name].chance_images,
+          'scored_classes': recovered[name].num_classes,
+          'scored_images': recovered[name].num_images,
           'strongest_regions': recovered[name].strongest,
           **scores[name],
           'images_per_s': provenance['method_images_per_s'][name]} for name in DEMO_METHODS}}

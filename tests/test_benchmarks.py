@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from benchmarks import __main__ as suite
 from benchmarks import extract_cost, pass_size, records, tables, xla_options
 
@@ -85,3 +88,35 @@ def test_extraction_benchmark_at_tiny_size(tmp_path):
   assert run['busy'] > 0
   rates = {r['name'] for r in written if r['benchmark'] == 'extract_method'}
   assert rates == {'predict', 'gradient', 'grad_cam'}
+
+
+def test_seed_table_means_spreads_and_pooled_wilson_interval():
+  from scipy import stats
+  from benchmarks import demo_seeds
+  # Wilson's interval as scipy computes it, for a share and for the pooled counts.
+  for hits, total in ((7, 20), (0, 9), (31, 31)):
+    expected = stats.binomtest(hits, total).proportion_ci(0.95, method='wilson')
+    assert demo_seeds.wilson_interval(hits, total) == pytest.approx(
+        (expected.low, expected.high), abs=1e-12)
+
+  def method(classes, images, scored, deletion):
+    return {'recovery_classes': classes, 'recovery_images': images, 'chance_classes': 1 / 3,
+            'chance_images': 1 / 3, 'scored_images': scored, 'deletion_auc': deletion,
+            'insertion_auc': 0.9, 'randomisation_similarity': 0.1}
+
+  summaries = [{'test_accuracy': a,
+                'methods': {'a': method(c, i, n, d), 'b': method(0.5, 0.5, n, 0.3)}}
+               for a, c, i, n, d in ((0.8, 1.0, 0.5, 10, 0.1), (0.9, 0.5, 0.75, 20, 0.2),
+                                     (0.7, 0.75, 0.6, 30, 0.4))]
+  table = demo_seeds.seed_table(summaries)
+  row = next(line for line in table.splitlines() if line.startswith('| `a`'))
+  cells = [cell.strip() for cell in row.strip('|').split('|')]
+  assert cells[1] == f'0.75 ± {np.std([1.0, 0.5, 0.75], ddof=1):.2f}'
+  hits, total = 5 + 15 + 18, 60
+  low, high = stats.binomtest(hits, total).proportion_ci(0.95, method='wilson')
+  assert cells[-1] == f'{low:.2f} to {high:.2f} (n = 60)'
+  assert 'test accuracy 0.80 ± 0.10' in table
+  # 'a' deletes best in two seeds of three: no ranking is claimed; it recovers classes
+  # better than 'b' in every seed.
+  assert '- deletion: no method first in every seed' in table
+  assert '- recovery: classes: `a` first in every seed' in table
