@@ -92,7 +92,7 @@ DEMO_SIZES = {'tiny': DemoSize(per_class=100, epochs=20, metric_images=16, sanit
 #: face ResNet fine-tuned (README, "Planted traits on real photos", for the measured times).
 PLANTED_DEMO_SIZES = {
     'tiny': DemoSize(per_class=60, epochs=6, metric_images=16, sanity_images=4),
-    'default': DemoSize(per_class=200, epochs=8, metric_images=32, sanity_images=8)}
+    'default': DemoSize(per_class=200, epochs=8, metric_images=16, sanity_images=4)}
 
 
 def get_config(name: str) -> TrainConfig:
