@@ -126,8 +126,9 @@ def explanation_metrics(paths: DemoPaths, directory, plan, seed: int = 0, method
   """
   job = evaluation.evaluation(
       directory, paths.evaluation, runs=paths.runs, methods=DEMO_METHODS,
-      method_options=method_options, metrics=DEMO_METRICS, folds=[FOLD], images_per_fold=plan.metric_images,
-      batch_size=plan.metric_images, shard_size=plan.metric_images, seed=seed,
+      method_options=method_options, metrics=DEMO_METRICS, folds=[FOLD],
+      images_per_fold=plan.metric_images, batch_size=plan.metric_images,
+      shard_size=plan.metric_images, seed=seed,
       metric_images={name: plan.sanity_images for name in SANITY_METRICS},
       log=log)
   job.run()
@@ -218,7 +219,8 @@ def run_demo(out: str | pathlib.Path = 'gestaltxai-demo', size: str = 'tiny', *,
   stage(f'extraction: {len(DEMO_METHODS)} methods x fold {FOLD}\'s test images -> '
       f'{paths.table}')
   job = extraction.extraction(directory, paths.table, runs=paths.runs, methods=DEMO_METHODS,
-                              method_options=METHOD_OPTIONS[faces], folds=[FOLD], batch_size=batch_size, seed=seed, progress=False,
+                              method_options=METHOD_OPTIONS[faces], folds=[FOLD],
+                              batch_size=batch_size, seed=seed, progress=False,
                               log=lambda line: log(f'  {line}'))
   provenance = job.assemble(job.run())
 
