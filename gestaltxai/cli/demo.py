@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
   demo.add_argument('--size', choices=('tiny', 'default'), default='default',
                     help='synthetic: tiny 500 faces, about 4 minutes on 2 CPU cores; default '
                          '1,500 faces, about 11. real: tiny 60 photos (a smoke run), default 200 '
-                         '(20 to 35 minutes; README)')
+                         '(about 18 minutes; README)')
   demo.add_argument('--seed', type=int, default=0)
   demo.add_argument('--batch-size', type=int_at_least(1), default=32,
                     help='images per extraction step')
