@@ -8,8 +8,8 @@ finished stage is reused, so a second call only rebuilds the table) and
 prints, per method, the mean and the standard deviation over seeds of each
 figure of ``summary.json``, and for the image-level recovery a Wilson 95%
 interval over images: the seeds' mean share among one seed's number of
-scored images (the seeds' mean count). A method is said to rank first only where it ranks first
-in every seed. On real photos every seed trains on the same planted faces
+scored images (the seeds' mean count). A method is said to rank first only
+where it ranks first in every seed. On real photos every seed trains on the same planted faces
 (the demo's photos and strengths are those of seed 0; seed 0's dataset is
 copied, not rebuilt); on synthetic faces the seed draws new faces too.
 """
@@ -49,10 +49,9 @@ def wilson_interval(hits: float, total: int, level: float = INTERVAL_LEVEL) -> t
 def run_seeds(faces: str, size: str, seeds, out: pathlib.Path) -> list[dict]:
   """Each seed's summary.json, running the demo where it is not finished."""
   from gestaltxai.demo import run_demo  # pylint: disable=import-outside-toplevel
-  summaries = []
+  summaries, first = [], out / f'{faces}-{size}' / f'seed-{seeds[0]}' / 'data'
   for seed in seeds:
     folder = out / f'{faces}-{size}' / f'seed-{seed}'
-    first = out / f'{faces}-{size}' / f'seed-{seeds[0]}' / 'data'
     if faces == 'real' and seed != seeds[0] and first.is_dir() and not (folder / 'data').exists():
       shutil.copytree(first, folder / 'data')   # the same planted photos for every seed
     started = time.perf_counter()
@@ -64,7 +63,7 @@ def run_seeds(faces: str, size: str, seeds, out: pathlib.Path) -> list[dict]:
 
 
 def seed_table(summaries: list[dict]) -> str:
-  """The markdown table: mean ± sd over seeds per figure, and the pooled image interval."""
+  """The markdown table: mean ± sd over seeds per figure, and an interval over images."""
   seeds = len(summaries)
   accuracy = np.array([s['test_accuracy'] for s in summaries])
   methods = list(summaries[0]['methods'])
@@ -96,10 +95,9 @@ def rankings(summaries: list[dict]) -> list[str]:
   """For each column, the method that ranks first in every seed, if one does."""
   lines = []
   for key, title, _, better in COLUMNS:
-    firsts = set()
+    firsts, pick = set(), min if better == 'lower' else max
     for summary in summaries:
       scores = {name: m[key] for name, m in summary['methods'].items()}
-      pick = min if better == 'lower' else max
       best = pick(scores.values())
       firsts.add(frozenset(name for name, value in scores.items() if value == best))
     common = frozenset.intersection(*firsts)
